@@ -1,0 +1,124 @@
+"""Thin datasets over image arrays and image lists. Items are ``(image, label, index)`` with the image a
+uint8 CHW tensor; ``index`` is the item's position in this dataset (what per-sample scores are keyed by)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+
+def check_indices(indices: np.ndarray, size: int, source: str) -> np.ndarray:
+    """A split must be a 1-D integer array of in-range, unique positions."""
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"{source}: expected a 1-D integer array of indices, got shape {indices.shape} "
+                         f"dtype {indices.dtype}")
+    if indices.size and (indices.min() < 0 or indices.max() >= size):
+        raise ValueError(f"{source}: indices out of range [0, {size}) (min {indices.min()}, max {indices.max()})")
+    if np.unique(indices).size != indices.size:
+        raise ValueError(f"{source}: indices repeat")
+    return indices.astype(np.int64)
+
+
+def load_split_file(path: str | Path, size: int) -> np.ndarray:
+    """Read a split of the original releases: one int64 ``.npy`` array of indices into the full set."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    try:
+        indices = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a .npy index array ({e})") from e
+    return check_indices(indices, size, str(path))
+
+
+class ArrayImageDataset(Dataset):
+    """Images held in one uint8 (N, H, W, 3) array (possibly memory-mapped), optionally restricted to a subset.
+
+    Nothing is copied: items are sliced out on access, so a memory-mapped pool stays shared by workers.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, indices: np.ndarray | None = None,
+                 transform=None):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {images.shape} {images.dtype}")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        self.images = images
+        self.all_labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.indices = np.arange(len(images)) if indices is None else check_indices(indices, len(images), "split")
+        self.transform = transform
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the items (-1 where the source has none)."""
+        if self.all_labels is None:
+            return np.full(len(self.indices), -1, dtype=np.int64)
+        return self.all_labels[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = self.indices[i]
+        image = torch.from_numpy(np.ascontiguousarray(self.images[j])).permute(2, 0, 1)
+        if self.transform is not None:
+            image = self.transform(image)
+        label = -1 if self.all_labels is None else int(self.all_labels[j])
+        return image, label, i
+
+
+def read_image_list(list_file: str | Path) -> tuple[list[str], np.ndarray]:
+    """Parse ``relative/path.JPEG label`` lines (the original releases' format); blank lines are skipped."""
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"image list not found: {list_file}")
+    paths, labels = [], []
+    for line_no, line in enumerate(list_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{list_file}:{line_no}: expected 'relative/path label', got {line!r}")
+        paths.append(parts[0])
+        labels.append(int(parts[1]))
+    if not paths:
+        raise ValueError(f"{list_file}: no images listed")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def decode_rgb(path: str | Path) -> torch.Tensor:
+    """Decode any PIL-readable image to a uint8 RGB CHW tensor."""
+    with Image.open(path) as img:
+        array = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+class ImageListDataset(Dataset):
+    """Images under ``root`` named by a text list of ``relative/path label`` lines (ImageNet-100-LT, Places-LT)."""
+
+    def __init__(self, root: str | Path, list_file: str | Path, transform=None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image root not found: {self.root}")
+        self.paths, self._labels = read_image_list(list_file)
+        first = self.root / self.paths[0]
+        if not first.is_file():
+            raise FileNotFoundError(f"{list_file} names {self.paths[0]}, but {first} does not exist")
+        self.transform = transform
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        image = decode_rgb(self.root / self.paths[i])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self._labels[i]), i

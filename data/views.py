@@ -1,0 +1,60 @@
+"""SimCLR augmentations, split into a per-sample step and a per-batch step.
+
+Per sample (in DataLoader workers): uint8 CHW in, two augmented uint8 views out, stacked as (2, C, H, W).
+Per batch (on the training device): uint8 -> float in [0, 1], channels_last on CUDA.
+Images stay uint8 until the device, so workers and host-to-device copies move a quarter of the bytes.
+A batched GPU augmentation can later replace the per-sample step by moving its work into ``to_device``.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+
+# Input resolution and the kind of augmentation each dataset uses.
+IMAGE_KIND = {"synthetic": "cifar", "cifar10": "cifar", "cifar100": "cifar",
+              "imagenet100": "imagenet", "places": "imagenet"}
+
+
+def _colour(jitter_p: float = 0.8, gray_p: float = 0.2) -> list:
+    return [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=jitter_p), v2.RandomGrayscale(p=gray_p)]
+
+
+def simclr_augmentation(kind: str) -> v2.Compose:
+    """The papers' SimCLR view: CIFAR RandomResizedCrop(32, scale 0.1-1, bicubic), flip, colour jitter
+    (p 0.8), grayscale (p 0.2); ImageNet crop 224 (scale 0.08-1), the same, plus Gaussian blur (p 0.5)."""
+    if kind == "cifar":
+        return v2.Compose([v2.RandomResizedCrop(32, scale=(0.1, 1.0), interpolation=InterpolationMode.BICUBIC),
+                           v2.RandomHorizontalFlip(), *_colour()])
+    if kind == "imagenet":
+        return v2.Compose([v2.RandomResizedCrop(224, scale=(0.08, 1.0), interpolation=InterpolationMode.BICUBIC),
+                           v2.RandomHorizontalFlip(), *_colour(),
+                           v2.RandomApply([v2.GaussianBlur(kernel_size=23, sigma=(0.1, 2.0))], p=0.5)])
+    raise ValueError(f"unknown image kind {kind!r}")
+
+
+def eval_transform(kind: str):
+    """Deterministic evaluation view: identity at 32x32, resize 256 + centre crop 224 for ImageNet-size data."""
+    if kind == "cifar":
+        return None
+    if kind == "imagenet":
+        return v2.Compose([v2.Resize(256, interpolation=InterpolationMode.BICUBIC), v2.CenterCrop(224)])
+    raise ValueError(f"unknown image kind {kind!r}")
+
+
+class TwoViews:
+    """Apply one random augmentation twice to the same image; returns a (2, C, H, W) uint8 tensor."""
+
+    def __init__(self, augmentation):
+        self.augmentation = augmentation
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.augmentation(image), self.augmentation(image)])
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 batch (..., C, H, W) -> float32 in [0, 1] on ``device`` (channels_last on CUDA)."""
+    images = images.to(device, non_blocking=True).float().div_(255)
+    if device.type == "cuda" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images

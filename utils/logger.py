@@ -1,0 +1,46 @@
+"""Per-run outputs: log.txt, TensorBoard events and args.json, written by rank 0 only."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from utils.checkpoint import atomic_write
+
+
+class RunLogger:
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._file = self._tb = None
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.run_dir / "log.txt", "a", buffering=1)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def info(self, message: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        print(line, file=sys.stdout, flush=True)
+        self._file.write(line + "\n")
+
+    def scalars(self, values: dict, step: int, prefix: str = "") -> None:
+        if self._tb is not None:
+            for name, value in values.items():
+                self._tb.add_scalar(prefix + name, value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._file is not None:
+            self._file.close()
+
+
+def write_args(args, path: str | Path) -> None:
+    """args.json: every flag of the run, to read back or to repeat it (written atomically)."""
+    text = json.dumps(vars(args), indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
