@@ -210,16 +210,20 @@ def main(argv=None) -> Path:
 
 
 def run(args, info: distributed.DistInfo) -> Path:
+    # Data: the long-tailed training set, two uint8 views per image made in the workers.
+    # Built first, so that bad input fails before anything is written.
+    kind = IMAGE_KIND[args.dataset]
+    try:
+        train_set = build_train_set(args.dataset, args.data, args.trainSplit)
+        sampler = EpochSampler(len(train_set), args.batch_size, info.world_size, info.rank, seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
     run_dir = prepare_run_dir(args, info)
     logger = RunLogger(run_dir, enabled=info.is_main)
     torch.manual_seed(args.seed)
     if info.is_main and not args.resume:
         write_args(args, run_dir / "args.json")
 
-    # Data: the long-tailed training set, two uint8 views per image made in the workers.
-    kind = IMAGE_KIND[args.dataset]
-    train_set = build_train_set(args.dataset, args.data, args.trainSplit)
-    sampler = EpochSampler(len(train_set), args.batch_size, info.world_size, info.rank, seed=args.seed)
     loader = DataLoader(SeededViews(train_set, TwoViews(simclr_augmentation(kind))),
                         batch_size=sampler.local_batch_size, sampler=sampler, num_workers=args.num_workers,
                         pin_memory=info.device.type == "cuda", drop_last=True,
@@ -236,7 +240,10 @@ def run(args, info: distributed.DistInfo) -> Path:
     start_epoch = 1
     if args.resume:
         path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
-        state = load_checkpoint(path, map_location=info.device)
+        try:
+            state = load_checkpoint(path, map_location=info.device)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -21,7 +21,8 @@ def _worker(rank: int, world_size: int, port: int, fn, args, queue) -> None:
     try:
         queue.put((rank, fn(rank, world_size, *args)))
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # the function may have closed the group itself
+            dist.destroy_process_group()
 
 
 def run_processes(fn, world_size: int = 2, *args) -> list:
