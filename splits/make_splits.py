@@ -1,0 +1,82 @@
+"""Write the long-tailed CIFAR split files of the COLT protocol (see splits/README.md).
+
+Example, from the repository root:
+    python splits/make_splits.py --dataset cifar10 --data ~/data --out splits/cifar10
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# Runs as a plain script from a checkout, without the package installed: make the repository root importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from data.cifar import read_cifar_labels  # noqa: E402
+from data.lt_splits import describe_split, get_protocol, make_cifar_splits, split_names  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Write the COLT long-tailed CIFAR split index files (.npy).")
+    parser.add_argument("--dataset", required=True, choices=["cifar10", "cifar100"], help="which CIFAR dataset")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (or that folder itself)")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write <name>.npy files into")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the whole protocol (default 0)")
+    parser.add_argument("--num_splits", type=int, default=5, help="number of random splits K (default 5)")
+    parser.add_argument("--overwrite", action="store_true", help="replace split files that already exist")
+    return parser.parse_args(argv)
+
+
+def save_atomically(array: np.ndarray, path: Path) -> None:
+    """np.save to a temporary file beside ``path``, then rename: a reader never sees a half-written file."""
+    # Not mkstemp: that creates mode 0600, while split files should get the usual umask permissions.
+    temp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp_file = open(temp_path, "xb")
+    try:
+        with temp_file:
+            np.save(temp_file, array, allow_pickle=False)
+        os.replace(temp_path, path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+
+
+def summary_line(name: str, indices: np.ndarray, labels: np.ndarray, num_classes: int) -> str:
+    counts = describe_split(indices, labels, num_classes)
+    return f"{name}.npy: {len(indices)} indices, per class min {counts.min()} max {counts.max()}"
+
+
+def write_splits(args: argparse.Namespace) -> None:
+    """Check that no target exists (unless --overwrite), read the labels, write every array, print a summary."""
+    if args.num_splits < 1:
+        raise ValueError(f"--num_splits must be at least 1, got {args.num_splits}")
+    targets = {name: args.out / f"{name}.npy" for name in split_names(args.dataset, args.num_splits)}
+    existing = [path for path in targets.values() if path.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{existing[0]} exists (use --overwrite)")
+    labels = read_cifar_labels(args.data, args.dataset, train=True)
+    arrays = make_cifar_splits(labels, args.dataset, seed=args.seed, num_splits=args.num_splits)
+    args.out.mkdir(parents=True, exist_ok=True)
+    num_classes = get_protocol(args.dataset).num_classes
+    for name, indices in arrays.items():
+        save_atomically(indices, targets[name])
+        print(summary_line(name, indices, labels, num_classes))
+    print(f"wrote {len(arrays)} files to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        write_splits(args)
+    except (OSError, ValueError) as e:  # missing or malformed data, existing targets, unwritable --out
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
