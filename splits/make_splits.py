@@ -6,7 +6,6 @@ Example, from the repository root:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from data.cifar import read_cifar_labels  # noqa: E402
 from data.lt_splits import describe_split, get_protocol, make_cifar_splits, split_names  # noqa: E402
+from utils.checkpoint import atomic_write  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,20 +29,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_splits", type=int, default=5, help="number of random splits K (default 5)")
     parser.add_argument("--overwrite", action="store_true", help="replace split files that already exist")
     return parser.parse_args(argv)
-
-
-def save_atomically(array: np.ndarray, path: Path) -> None:
-    """np.save to a temporary file beside ``path``, then rename: a reader never sees a half-written file."""
-    # Not mkstemp: that creates mode 0600, while split files should get the usual umask permissions.
-    temp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp_file = open(temp_path, "xb")
-    try:
-        with temp_file:
-            np.save(temp_file, array, allow_pickle=False)
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
 
 
 def summary_line(name: str, indices: np.ndarray, labels: np.ndarray, num_classes: int) -> str:
@@ -63,7 +49,7 @@ def write_splits(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     num_classes = get_protocol(args.dataset).num_classes
     for name, indices in arrays.items():
-        save_atomically(indices, targets[name])
+        atomic_write(targets[name], lambda f: np.save(f, indices, allow_pickle=False))
         print(summary_line(name, indices, labels, num_classes))
     print(f"wrote {len(arrays)} files to {args.out}")
 
