@@ -1,0 +1,1 @@
+"""OOD sampling: per-sample tailness scores (tailness.py) and COLT's online selection (colt.py)."""

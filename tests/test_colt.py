@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sampling.colt import (COLTState, cluster_budgets, cluster_mean_scores, nearest_unused, select_by_clusters,
+                           select_by_neighbours)
+
+
+def test_budgets_follow_the_formula_and_sum_exactly():
+    scores = np.array([0.3, 0.1, 0.5, 0.2])
+    for budget, t in [(10000, 1.0), (7, 0.5), (1, 2.0)]:
+        shares = cluster_budgets(scores, budget, t)
+        z = (scores - scores.mean()) / scores.std()
+        weights = np.exp(-z / t) / np.exp(-z / t).sum()
+        expected = np.floor(weights * budget).astype(int)
+        expected[-1] += budget - expected.sum()
+        assert shares.tolist() == expected.tolist() and shares.sum() == budget and (shares >= 0).all()
+    assert cluster_budgets(np.full(3, 0.4), 10, 1.0).tolist() == [3, 3, 4]  # equal scores: equal weights
+
+
+def brute_force_nearest(centroids, pool, shares):
+    u, c = F.normalize(pool, dim=1), F.normalize(centroids, dim=1)
+    taken, picks = set(), []
+    for cluster, share in enumerate(shares):
+        ranked = sorted(range(len(pool)), key=lambda i: -float(u[i] @ c[cluster]))
+        chosen = [i for i in ranked if i not in taken][:share]
+        taken.update(chosen)
+        picks += chosen
+    return picks
+
+
+def test_nearest_unused_equals_brute_force():
+    g = torch.Generator().manual_seed(0)
+    centroids, pool = torch.randn(4, 6, generator=g), torch.randn(60, 6, generator=g)
+    shares = np.array([5, 0, 12, 9])
+    picks, owners = nearest_unused(centroids, pool, shares)
+    assert picks.tolist() == brute_force_nearest(centroids, pool, shares)
+    assert owners.tolist() == [0] * 5 + [2] * 12 + [3] * 9
+    assert len(set(picks.tolist())) == 26 and picks.min() >= 0 and picks.max() < 60
+    with pytest.raises(ValueError, match="exceeds the OOD pool"):
+        nearest_unused(centroids, pool[:20], shares)
+
+
+def test_cluster_means_skip_unseen_samples():
+    assignment = np.array([0, 0, 1, 1, 2])
+    scores = np.array([1.0, 3.0, np.nan, 4.0, np.nan])
+    assert cluster_mean_scores(assignment, scores, 3).tolist() == [2.0, 4.0, (1 + 3 + 4) / 3]
+
+
+def test_select_by_clusters_spends_the_budget_on_distinct_items():
+    g = torch.Generator().manual_seed(1)
+    ids, pool = torch.randn(80, 8, generator=g), torch.randn(300, 8, generator=g)
+    scores = torch.rand(80, generator=g).numpy()
+    result = select_by_clusters(ids, pool, scores, budget=101, num_clusters=5, temperature=1.0, seed=0)
+    assert len(result.ood_indices) == 101 == len(np.unique(result.ood_indices)) == result.budgets.sum()
+    assert result.cluster_sizes.sum() == 80 and result.ood_indices.max() < 300
+    # the same inputs give the same selection
+    again = select_by_clusters(ids, pool, scores, budget=101, num_clusters=5, temperature=1.0, seed=0)
+    assert np.array_equal(result.ood_indices, again.ood_indices)
+    with pytest.raises(ValueError, match="exceeds the OOD pool"):
+        select_by_clusters(ids, pool[:100], scores, budget=101, num_clusters=5, temperature=1.0)
+
+
+def test_select_by_neighbours_equals_brute_force():
+    g = torch.Generator().manual_seed(2)
+    ids, pool = torch.randn(30, 5, generator=g), torch.randn(50, 5, generator=g)
+    scores = torch.rand(30, generator=g).numpy()
+    result = select_by_neighbours(ids, pool, scores, budget=7, k=3, chunk=16)
+    u, v = F.normalize(pool, dim=1), F.normalize(ids, dim=1)
+    tailness = [-np.mean(scores[np.argsort(-(v @ u[i]).numpy())[:3]]) for i in range(50)]
+    assert sorted(result.ood_indices.tolist()) == sorted(np.argsort(tailness)[::-1][:7].tolist())
+
+
+def test_sampling_epochs():
+    state = COLTState(10, beta=0.97, warmup=100, interval=25)
+    assert [e for e in range(1, 200) if state.is_sampling_epoch(e)] == [101, 126, 151, 176]
+    with pytest.raises(ValueError):
+        COLTState(10, beta=0.97, warmup=-1, interval=25)
