@@ -18,29 +18,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
 
+import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.build import DATASETS, canonical_dataset, build_train_set
 from data.sampler import EpochSampler, SeededViews
-from data.views import IMAGE_KIND, TwoViews, simclr_augmentation, to_device
-from losses import nt_xent
+from data.ood import IdOodDataset, build_ood_pool, default_sample_set
+from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, to_device
+from losses import dist_supcon, nt_xent_logits
 from models import MODEL_NAMES, build_simclr
+from sampling.colt import COLTState, select_by_clusters, select_by_neighbours
+from sampling.tailness import raw_tailness
 from utils import distributed
-from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from utils.embed import embed_dataset, with_transform
+from utils.checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.logger import RunLogger, write_args
 from utils.optim import build_optimizer
 from utils.schedule import build_scheduler
 
 # The papers' settings per dataset; a flag left unset takes these.
 PAPER_DEFAULTS = {
-    "cifar": dict(epochs=2000, batch_size=512, lr=0.5, model="res18"),
-    "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50"),
+    "cifar": dict(epochs=2000, batch_size=512, lr=0.5, model="res18", budget=10000, sup_weight=0.2),
+    "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01),
 }
-SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18")
+SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,6 +85,34 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="epochs of linear learning-rate warm-up before the cosine decay")
     g.add_argument("--max_steps_per_epoch", type=int, default=0,
                    help="stop each epoch after this many steps (0 = full epochs; for smoke tests)")
+    g = p.add_argument_group("COLT: online OOD sampling by tailness (off unless --COLT)")
+    g.add_argument("--COLT", action="store_true", help="add OOD images picked online by tailness, and the "
+                                                       "distribution-level contrastive loss")
+    g.add_argument("--sample_set", default=None,
+                   help="OOD pool: synthetic (the embedded pool), 300K_random_images (--ood_data FILE.npy), "
+                        "image_list (--ood_data LIST, images under --ood_root or --data) or folder "
+                        "(--ood_data DIR); default: synthetic / 300K_random_images for CIFAR / image_list")
+    g.add_argument("--ood_data", default=None, help="path of the OOD pool (see --sample_set); never guessed")
+    g.add_argument("--ood_root", default=None, help="image root of an image_list pool (default: --data)")
+    g.add_argument("--budget", type=int, default=None,
+                   help="OOD images per sampling round (default 10000; 2000 for synthetic)")
+    g.add_argument("--warmup", type=int, default=100, help="epochs of plain SimCLR before the first round "
+                                                           "(the first round runs at epoch warmup+1)")
+    g.add_argument("--sample_interval", type=int, default=25, help="epochs between sampling rounds")
+    g.add_argument("--k_largest_logits", type=int, default=10,
+                   help="tailness = sum of this many largest negative probabilities (an absolute count)")
+    g.add_argument("--beta", type=float, default=0.97, help="EMA factor of the per-sample tailness")
+    g.add_argument("--k_means_clusters", type=int, default=10, help="k-means clusters of the ID embeddings")
+    g.add_argument("--cluster_temperature", type=float, default=1.0,
+                   help="budget weights = softmax(-zscore(cluster tailness) / this)")
+    g.add_argument("--sup_weight", type=float, default=None,
+                   help="weight of the distribution-level contrastive loss (default 0.2 CIFAR and synthetic, "
+                        "0.01 ImageNet-100 / Places; 0 switches it off)")
+    g.add_argument("--ood_scorer", default="clusters", choices=["clusters", "neighbours"],
+                   help="clusters: the released rule (reproduces the published numbers); neighbours: the "
+                        "paper's per-OOD score from the k nearest ID samples")
+    g.add_argument("--ood_knn", type=int, default=10, help="neighbours per OOD item for --ood_scorer neighbours")
+    g.add_argument("--embed_batch_size", type=int, default=512, help="batch size of the embedding pass")
     g = p.add_argument_group("run")
     g.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints",
                    help="folder that holds run directories")
@@ -105,14 +139,19 @@ def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    for name in ("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq"):
+    if args.sample_set is None:
+        args.sample_set = default_sample_set(args.dataset)
+    for name in ("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq", "budget",
+                 "sample_interval", "k_largest_logits", "k_means_clusters", "ood_knn", "embed_batch_size"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
     if args.checkpoint and not args.resume:
         parser.error("--checkpoint names the checkpoint to resume from: add --resume")
-    args.experiment = args.experiment or f"{args.dataset}_simclr"
+    if args.warmup < 0 or args.sup_weight < 0 or args.cluster_temperature <= 0 or not 0 <= args.beta < 1:
+        parser.error("--warmup and --sup_weight must be >= 0, --cluster_temperature > 0, 0 <= --beta < 1")
+    args.experiment = args.experiment or f"{args.dataset}_{'colt' if args.COLT else 'simclr'}"
     return args
 
 
@@ -146,27 +185,44 @@ def build_model(args, info: distributed.DistInfo) -> nn.Module:
     return model
 
 
-def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.device) -> torch.Tensor:
-    """NT-Xent of one local batch of view pairs (B, 2, C, H, W) against the global batch."""
+def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.device,
+                     is_ood: torch.Tensor | None = None, index: torch.Tensor | None = None,
+                     colt: COLTState | None = None, epoch: int = 0) -> torch.Tensor:
+    """Loss of one local batch of view pairs (B, 2, C, H, W), computed over the global batch.
+
+    NT-Xent; with COLT also ``sup_weight`` x the distribution-level loss (when the global batch holds OOD
+    images) and, from the same similarity matrix, the tailness update of the batch's ID images.
+    """
     b = views.shape[0]
     x = to_device(torch.cat([views[:, 0], views[:, 1]]), device)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         z = model(x)
     z1 = distributed.all_gather_with_grad(z[:b].float())
     z2 = distributed.all_gather_with_grad(z[b:].float())
-    return nt_xent(z1, z2, args.temperature)
+    logits, positive = nt_xent_logits(z1, z2, args.temperature)
+    loss = F.cross_entropy(logits, positive)
+    if colt is not None:
+        meta = distributed.all_gather_variable(torch.stack([index, is_ood.long()], dim=1).to(device))
+        global_index, global_ood = meta[:, 0], meta[:, 1].bool()
+        if args.sup_weight > 0 and global_ood.any():
+            loss = loss + args.sup_weight * dist_supcon(torch.cat([z1, z2]), torch.cat([global_ood, global_ood]),
+                                                        args.temperature)
+        raw = raw_tailness(logits.detach(), args.k_largest_logits)
+        colt.tracker.update(global_index[~global_ood], raw[~global_ood], epoch)
+    return loss
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch: int) -> dict:
+def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch: int,
+                    colt: COLTState | None = None) -> dict:
     model.train()
     steps = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
     loss_sum, seen, start = torch.zeros((), device=info.device), 0, time.time()
     bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=not info.is_main, leave=False,
                dynamic_ncols=True)
-    for step, (views, _labels, _index) in enumerate(loader):
+    for step, (views, _labels, index, is_ood) in enumerate(loader):
         if step == steps:
             break
-        loss = contrastive_loss(model, views, args, info.device)
+        loss = contrastive_loss(model, views, args, info.device, is_ood, index, colt, epoch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -175,7 +231,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
         seen += views.shape[0] * info.world_size
         bar.update(1)
         if (step + 1) % args.print_freq == 0 or step + 1 == steps:
-            global_step = (epoch - 1) * steps + step + 1
+            global_step = scheduler.last_epoch
             lr = optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.4f}")
             logger.scalars({"loss": loss.item(), "lr": lr}, global_step, prefix="train/")
@@ -185,11 +241,68 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
     return {"loss": mean_loss, "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
 
 
-def checkpoint_state(model, optimizer, scheduler, epoch: int, args) -> dict:
+def colt_round(model, train_set, ood_pool, colt: COLTState, args, info, logger, run_dir: Path, epoch: int):
+    """One COLT sampling round: embed ID and pool, choose ``budget`` pool items, record everything."""
+    start = time.time()
+    test_view = eval_transform(IMAGE_KIND[args.dataset])
+    embed = lambda ds: embed_dataset(model, with_transform(ds, test_view), info.device, args.embed_batch_size,
+                                     args.num_workers)
+    id_embeddings, pool_embeddings = embed(train_set), embed(ood_pool)
+    result = None
+    if info.is_main:  # one process decides (k-means threads need not agree bit for bit), then broadcasts
+        scores = colt.tracker.scores.cpu().numpy()
+        if args.ood_scorer == "clusters":
+            result = select_by_clusters(id_embeddings, pool_embeddings, scores, args.budget,
+                                        args.k_means_clusters, args.cluster_temperature,
+                                        seed=args.seed + colt.rounds_done)
+        else:
+            result = select_by_neighbours(id_embeddings, pool_embeddings, scores, args.budget, args.ood_knn)
+    result = distributed.broadcast_object(result)
+    colt.rounds_done += 1
+    colt.ood_indices = result.ood_indices
+    if info.is_main:
+        record_round(result, colt, train_set, ood_pool, test_view, args, logger, run_dir, epoch,
+                     time.time() - start)
+    return result
+
+
+def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run_dir, epoch, seconds):
+    """ood_round{r}.npy, a grid of chosen images per cluster, the ID tailness by class, log and TensorBoard."""
+    from utils.plots import save_image_grid, save_tailness_histogram
+    r = colt.rounds_done
+    atomic_write(run_dir / f"ood_round{r}.npy", lambda f: np.save(f, result.ood_indices, allow_pickle=False))
+    scores = colt.tracker.scores.cpu().numpy()
+    if len(result.budgets):
+        logger.info(f"COLT round {r} (epoch {epoch}): cluster sizes {result.cluster_sizes.tolist()}, "
+                    f"mean tailness {np.round(result.cluster_scores, 4).tolist()}, "
+                    f"budgets {result.budgets.tolist()}, {seconds:.1f}s")
+        for c, (size, share) in enumerate(zip(result.cluster_sizes, result.budgets)):
+            logger.scalars({f"cluster{c}_size": int(size), f"cluster{c}_budget": int(share)}, epoch, "colt/")
+    else:
+        logger.info(f"COLT round {r} (epoch {epoch}): {len(result.ood_indices)} OOD items by neighbour "
+                    f"tailness, {seconds:.1f}s")
+    logger.scalars({"round_seconds": seconds, "mean_tailness": float(np.nanmean(scores))}, epoch, "colt/")
+    logger.histogram("colt/tailness", scores[~np.isnan(scores)], epoch)
+    pool_view = with_transform(ood_pool, test_view)
+    clusters = np.unique(result.ood_cluster)
+    rows = [np.stack([pool_view[int(i)][0].permute(1, 2, 0).numpy()
+                      for i in result.ood_indices[result.ood_cluster == c][:8]]) for c in clusters]
+    titles = [f"cluster {c}" if c >= 0 else "chosen" for c in clusters]
+    save_image_grid(rows, titles, run_dir / f"ood_round{r}.png", title=f"COLT round {r}: sampled OOD images")
+    labels = train_set.labels
+    counts = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else None
+    save_tailness_histogram(scores, labels if counts is not None else None, run_dir / f"tailness_round{r}.png",
+                            class_counts=counts, title=f"ID tailness before round {r} (epoch {epoch})")
+
+
+def checkpoint_state(model, optimizer, scheduler, epoch: int, args, colt: COLTState | None) -> dict:
     net = model.module if isinstance(model, DistributedDataParallel) else model
-    return {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(),
-            "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}}
+    state = {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(),
+             "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}}
+    if colt is not None:
+        state["colt"] = colt.state_dict()
+    return state
 
 
 def save_run(run_dir: Path, state: dict, args, epoch: int) -> None:
@@ -198,6 +311,17 @@ def save_run(run_dir: Path, state: dict, args, epoch: int) -> None:
     save_checkpoint(state, run_dir / "model.pt")
     if epoch % args.save_freq == 0 or epoch == args.epochs:
         save_checkpoint(state, run_dir / f"model_{epoch}.pt")
+
+
+def schedule_steps(args, num_id: int) -> tuple[int, int]:
+    """(total, warm-up) optimiser steps. With COLT the epochs after --warmup count ID + budget images,
+    as in the original; the learning-rate warm-up counts ID-only epochs."""
+    def steps(n: int) -> int:
+        full = n // args.batch_size
+        return min(full, args.max_steps_per_epoch) if args.max_steps_per_epoch else full
+    plain_epochs = min(args.warmup, args.epochs) if args.COLT else args.epochs
+    total = plain_epochs * steps(num_id) + (args.epochs - plain_epochs) * steps(num_id + args.budget)
+    return total, args.lr_warmup_epochs * steps(num_id)
 
 
 def main(argv=None) -> Path:
@@ -210,12 +334,17 @@ def main(argv=None) -> Path:
 
 
 def run(args, info: distributed.DistInfo) -> Path:
-    # Data: the long-tailed training set, two uint8 views per image made in the workers.
-    # Built first, so that bad input fails before anything is written.
-    kind = IMAGE_KIND[args.dataset]
+    # Data: the long-tailed ID set and, with COLT, the OOD pool. Built first, so that bad input fails
+    # before anything is written.
     try:
         train_set = build_train_set(args.dataset, args.data, args.trainSplit)
-        sampler = EpochSampler(len(train_set), args.batch_size, info.world_size, info.rank, seed=args.seed)
+        ood_pool = None
+        if args.COLT:
+            ood_pool = build_ood_pool(args.sample_set, args.ood_data, args.dataset, args.data, args.ood_root)
+            if args.budget > len(ood_pool):
+                raise ValueError(f"--budget {args.budget} exceeds the OOD pool of {len(ood_pool)} images")
+        train_data = IdOodDataset(train_set, ood_pool)
+        EpochSampler(len(train_set), args.batch_size, info.world_size)  # checks the batch fits and divides
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     run_dir = prepare_run_dir(args, info)
@@ -223,20 +352,21 @@ def run(args, info: distributed.DistInfo) -> Path:
     torch.manual_seed(args.seed)
     if info.is_main and not args.resume:
         write_args(args, run_dir / "args.json")
+    views = TwoViews(simclr_augmentation(IMAGE_KIND[args.dataset]))
 
-    loader = DataLoader(SeededViews(train_set, TwoViews(simclr_augmentation(kind))),
-                        batch_size=sampler.local_batch_size, sampler=sampler, num_workers=args.num_workers,
-                        pin_memory=info.device.type == "cuda", drop_last=True,
-                        persistent_workers=args.num_workers > 0)
-    steps_per_epoch = sampler.batches_per_epoch
-    if args.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+    def make_loader():  # again after every sampling round: the training set changes
+        sampler = EpochSampler(len(train_data), args.batch_size, info.world_size, info.rank, seed=args.seed)
+        loader = DataLoader(SeededViews(train_data, views), batch_size=sampler.local_batch_size, sampler=sampler,
+                            num_workers=args.num_workers, pin_memory=info.device.type == "cuda", drop_last=True,
+                            persistent_workers=args.num_workers > 0)
+        return sampler, loader
 
-    # Model, optimiser, per-iteration schedule.
+    # Model, optimiser, per-iteration schedule, COLT state.
     model = build_model(args, info)
     optimizer = build_optimizer(args.optimizer, model, args.lr, args.weight_decay, args.momentum)
-    scheduler = build_scheduler(optimizer, total_steps=args.epochs * steps_per_epoch,
-                                warmup_steps=args.lr_warmup_epochs * steps_per_epoch)
+    total_steps, warmup_steps = schedule_steps(args, len(train_set))
+    scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
+    colt = COLTState(len(train_set), args.beta, args.warmup, args.sample_interval, info.device) if args.COLT else None
     start_epoch = 1
     if args.resume:
         path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
@@ -248,21 +378,33 @@ def run(args, info: distributed.DistInfo) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
+        if colt is not None:
+            if "colt" not in state:
+                raise SystemExit(f"error: {path} holds no COLT state: it was not a --COLT run")
+            colt.load_state_dict(state["colt"])
+            train_data.set_ood_indices(colt.ood_indices)
         start_epoch = state["epoch"] + 1
         logger.info(f"resumed from {path} at epoch {state['epoch']}")
     if info.is_distributed:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    sampler, loader = make_loader()
 
-    logger.info(f"{args.dataset}: {len(train_set)} training images, {steps_per_epoch} steps/epoch of "
-                f"{args.batch_size} ({info.world_size} process(es) on {info.device.type}); run dir {run_dir}")
+    logger.info(f"{args.dataset}: {len(train_set)} training images"
+                f"{f', OOD pool of {len(ood_pool)} ({args.sample_set})' if ood_pool is not None else ''}, "
+                f"{sampler.batches_per_epoch} steps/epoch of {args.batch_size} "
+                f"({info.world_size} process(es) on {info.device.type}); run dir {run_dir}")
     for epoch in range(start_epoch, args.epochs + 1):
+        if colt is not None and colt.is_sampling_epoch(epoch):
+            colt_round(model, train_set, ood_pool, colt, args, info, logger, run_dir, epoch)
+            train_data.set_ood_indices(colt.ood_indices)
+            sampler, loader = make_loader()
         sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch)
+        stats = train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch, colt)
         logger.info(f"epoch {epoch}/{args.epochs} loss {stats['loss']:.4f} "
                     f"{stats['images_per_s']:.0f} img/s ({stats['seconds']:.1f}s)")
         logger.scalars({"loss": stats["loss"], "images_per_s": stats["images_per_s"]}, epoch, prefix="epoch/")
         if info.is_main:
-            save_run(run_dir, checkpoint_state(model, optimizer, scheduler, epoch, args), args, epoch)
+            save_run(run_dir, checkpoint_state(model, optimizer, scheduler, epoch, args, colt), args, epoch)
         distributed.barrier()
     logger.info(f"done: outputs in {run_dir.resolve()}")
     logger.close()

@@ -64,7 +64,7 @@ class ArrayImageDataset(Dataset):
 
     def __getitem__(self, i: int):
         j = self.indices[i]
-        image = torch.from_numpy(np.ascontiguousarray(self.images[j])).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(self.images[j])).permute(2, 0, 1)  # a copy: memmaps are read-only
         if self.transform is not None:
             image = self.transform(image)
         label = -1 if self.all_labels is None else int(self.all_labels[j])

@@ -51,8 +51,8 @@ class EpochSampler(Sampler):
 
 
 class SeededViews(Dataset):
-    """Wraps a dataset of uint8 images: item ``(index, seed)`` -> ``(views, label, index)`` where the views
-    come from ``view_transform`` run under ``torch.manual_seed(seed)``."""
+    """Wraps a dataset of ``(uint8 image, *fields)`` items: key ``(index, seed)`` -> ``(views, *fields)``,
+    the views made by ``view_transform`` under ``torch.manual_seed(seed)``."""
 
     def __init__(self, base: Dataset, view_transform):
         self.base, self.view_transform = base, view_transform
@@ -62,6 +62,6 @@ class SeededViews(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        image, label, _ = self.base[index]
+        image, *fields = self.base[index]
         torch.manual_seed(seed)
-        return self.view_transform(image), label, index
+        return (self.view_transform(image), *fields)

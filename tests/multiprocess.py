@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 
 import torch.distributed as dist
@@ -19,7 +20,8 @@ def _worker(rank: int, world_size: int, port: int, fn, args, queue) -> None:
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        queue.put((rank, fn(rank, world_size, *args)))
+        # plain pickle bytes: torch would share tensors by file handle, which dies with this process
+        queue.put((rank, pickle.dumps(fn(rank, world_size, *args))))
     finally:
         if dist.is_initialized():  # the function may have closed the group itself
             dist.destroy_process_group()
@@ -32,6 +34,6 @@ def run_processes(fn, world_size: int = 2, *args) -> list:
     queue = ctx.SimpleQueue()
     context = mp.start_processes(_worker, args=(world_size, _free_port(), fn, args, queue), nprocs=world_size,
                                  join=False, start_method="spawn")
-    results = dict(queue.get() for _ in range(world_size))
+    results = {rank: pickle.loads(data) for rank, data in (queue.get() for _ in range(world_size))}
     context.join()
     return [results[r] for r in range(world_size)]

@@ -33,6 +33,10 @@ class RunLogger:
             for name, value in values.items():
                 self._tb.add_scalar(prefix + name, value, step)
 
+    def histogram(self, name: str, values, step: int) -> None:
+        if self._tb is not None and len(values):
+            self._tb.add_histogram(name, values, step)
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
