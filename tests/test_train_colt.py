@@ -106,3 +106,26 @@ def test_impossible_budget_and_missing_pool_are_one_line_errors(synthetic_root, 
     result = run_cli(*common, "--sample_set", "300K_random_images")
     assert result.returncode != 0 and "--ood_data is required" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
+
+
+def test_schedule_counts_the_larger_epochs_after_the_warm_up():
+    args = train_simclr.parse_args(["--COLT", "--epochs", "10", "--warmup", "4", "--batch_size", "100",
+                                    "--budget", "250", "--lr_warmup_epochs", "2"])
+    assert train_simclr.schedule_steps(args, num_id=1030) == (4 * 10 + 6 * 12, 2 * 10)
+    plain = train_simclr.parse_args(["--epochs", "10", "--batch_size", "100"])
+    assert train_simclr.schedule_steps(plain, num_id=1030)[0] == 100
+
+
+def _train(rank, world_size, argv):
+    return str(train_simclr.main(argv))
+
+
+def test_two_gloo_processes_run_colt_rounds(synthetic_root, tmp_path):
+    argv = colt_args(synthetic_root, tmp_path, "--epochs", "2", "--sample_interval", "1")
+    assert len(set(run_processes(_train, 2, argv))) == 1
+    run_dir = tmp_path / "run"
+    picks = np.load(run_dir / "ood_round1.npy")
+    assert len(np.unique(picks)) == 48
+    state = torch.load(run_dir / "model.pt", weights_only=True)["colt"]
+    assert np.array_equal(state["ood_indices"].numpy(), picks) and state["rounds_done"] == 1
+    assert (run_dir / "log.txt").read_text().count("COLT round 1") == 1
