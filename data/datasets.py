@@ -97,17 +97,11 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-class ImageListDataset(Dataset):
-    """Images under ``root`` named by a text list of ``relative/path label`` lines (ImageNet-100-LT, Places-LT)."""
+class ImageFilesDataset(Dataset):
+    """Image files under ``root``, named by relative paths, decoded on access; ``labels`` -1 where unknown."""
 
-    def __init__(self, root: str | Path, list_file: str | Path, transform=None):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image root not found: {self.root}")
-        self.paths, self._labels = read_image_list(list_file)
-        first = self.root / self.paths[0]
-        if not first.is_file():
-            raise FileNotFoundError(f"{list_file} names {self.paths[0]}, but {first} does not exist")
+    def __init__(self, root: str | Path, paths: list[str], labels: np.ndarray, transform=None):
+        self.root, self.paths, self._labels = Path(root), paths, np.asarray(labels, dtype=np.int64)
         self.transform = transform
 
     @property
@@ -122,3 +116,16 @@ class ImageListDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self._labels[i]), i
+
+
+class ImageListDataset(ImageFilesDataset):
+    """Images under ``root`` named by a text list of ``relative/path label`` lines (ImageNet-100-LT, Places-LT)."""
+
+    def __init__(self, root: str | Path, list_file: str | Path, transform=None):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image root not found: {root}")
+        paths, labels = read_image_list(list_file)
+        if not (root / paths[0]).is_file():
+            raise FileNotFoundError(f"{list_file} names {paths[0]}, but {root / paths[0]} does not exist")
+        super().__init__(root, paths, labels, transform)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from data.datasets import ArrayImageDataset, ImageListDataset, check_indices, decode_rgb
+from data.datasets import ArrayImageDataset, ImageFilesDataset, ImageListDataset, check_indices
 
 SAMPLE_SETS = ("synthetic", "300K_random_images", "image_list", "folder")
 SAMPLE_SET_ALIASES = {"300k": "300K_random_images", "300k_random_images": "300K_random_images",
@@ -28,31 +28,18 @@ def random_images_pool(path: str | Path) -> ArrayImageDataset:
     return ArrayImageDataset(images)
 
 
-class ImageFolderPool(Dataset):
+class ImageFolderPool(ImageFilesDataset):
     """Every image file under ``root`` (recursively), in sorted relative-path order; label -1."""
 
     def __init__(self, root: str | Path, transform=None):
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"OOD image folder not found: {self.root}")
-        self.paths = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not self.paths:
-            raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {self.root}")
-        self.transform = transform
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.full(len(self.paths), -1, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        image = decode_rgb(self.root / self.paths[i])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, -1, i
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"OOD image folder not found: {root}")
+        paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not paths:
+            raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+        super().__init__(root, paths, np.full(len(paths), -1), transform)
 
 
 def default_sample_set(dataset: str) -> str:
