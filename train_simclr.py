@@ -10,7 +10,6 @@ and model_<epoch>.pt every --save_freq epochs. ``--resume`` continues a run exac
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import time
@@ -26,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.build import DATASETS, canonical_dataset, build_train_set
+from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset
 from data.sampler import EpochSampler, SeededViews
 from data.ood import IdOodDataset, build_ood_pool, default_sample_set
 from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, to_device
@@ -36,6 +35,7 @@ from sampling.colt import COLTState, select_by_clusters, select_by_neighbours
 from sampling.tailness import raw_tailness
 from utils import distributed
 from utils.embed import embed_dataset, with_transform
+from utils.knn import knn_predict
 from utils.checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.logger import RunLogger, write_args
 from utils.optim import build_optimizer
@@ -112,7 +112,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="clusters: the released rule (reproduces the published numbers); neighbours: the "
                         "paper's per-OOD score from the k nearest ID samples")
     g.add_argument("--ood_knn", type=int, default=10, help="neighbours per OOD item for --ood_scorer neighbours")
-    g.add_argument("--embed_batch_size", type=int, default=512, help="batch size of the embedding pass")
+    g.add_argument("--embed_batch_size", type=int, default=512, help="batch size of the embedding passes")
+    g = p.add_argument_group("monitoring")
+    g.add_argument("--knn_every", type=int, default=0,
+                   help="every this many epochs, log the weighted k-NN top-1 accuracy of the backbone features "
+                        "on the test set, with the training split's labels as the memory bank (0 = off; labels "
+                        "are only read for this monitor, never for training)")
+    g.add_argument("--knn_k", type=int, default=200, help="neighbours of the k-NN monitor")
+    g.add_argument("--testSplit", default=None, help="test list for the k-NN monitor (ImageNet-100 / Places)")
     g = p.add_argument_group("run")
     g.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints",
                    help="folder that holds run directories")
@@ -295,6 +302,18 @@ def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run
                             class_counts=counts, title=f"ID tailness before round {r} (epoch {epoch})")
 
 
+def knn_monitor(model, train_set, test_set, args, info) -> float:
+    """Weighted k-NN top-1 accuracy (%) of the backbone features, training split as the memory bank."""
+    view = eval_transform(IMAGE_KIND[args.dataset])
+    embed = lambda ds: embed_dataset(model, with_transform(ds, view), info.device, args.embed_batch_size,
+                                     args.num_workers, projection=False)
+    bank_labels = torch.as_tensor(train_set.labels, device=info.device)
+    test_labels = torch.as_tensor(test_set.labels, device=info.device)
+    predicted = knn_predict(embed(train_set), bank_labels, embed(test_set),
+                            int(max(bank_labels.max(), test_labels.max())) + 1, k=args.knn_k)
+    return (predicted == test_labels).float().mean().item() * 100
+
+
 def checkpoint_state(model, optimizer, scheduler, epoch: int, args, colt: COLTState | None) -> dict:
     net = model.module if isinstance(model, DistributedDataParallel) else model
     state = {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
@@ -344,6 +363,7 @@ def run(args, info: distributed.DistInfo) -> Path:
             if args.budget > len(ood_pool):
                 raise ValueError(f"--budget {args.budget} exceeds the OOD pool of {len(ood_pool)} images")
         train_data = IdOodDataset(train_set, ood_pool)
+        knn_test = build_test_set(args.dataset, args.data, args.testSplit) if args.knn_every else None
         EpochSampler(len(train_set), args.batch_size, info.world_size)  # checks the batch fits and divides
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
@@ -403,6 +423,10 @@ def run(args, info: distributed.DistInfo) -> Path:
         logger.info(f"epoch {epoch}/{args.epochs} loss {stats['loss']:.4f} "
                     f"{stats['images_per_s']:.0f} img/s ({stats['seconds']:.1f}s)")
         logger.scalars({"loss": stats["loss"], "images_per_s": stats["images_per_s"]}, epoch, prefix="epoch/")
+        if args.knn_every and epoch % args.knn_every == 0:
+            accuracy = knn_monitor(model, train_set, knn_test, args, info)
+            logger.info(f"epoch {epoch}: k-NN top-1 {accuracy:.2f}%")
+            logger.scalars({"top1": accuracy}, epoch, prefix="knn/")
         if info.is_main:
             save_run(run_dir, checkpoint_state(model, optimizer, scheduler, epoch, args, colt), args, epoch)
         distributed.barrier()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from data.datasets import ArrayImageDataset, ImageListDataset, load_split_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +72,58 @@ def build_train_set(dataset: str, data_root: str | Path | None, split: str | Non
         return ImageListDataset(root, split_path, transform=transform)
     indices = None if split_path is None else load_split_file(split_path, len(images))
     return ArrayImageDataset(images, labels, indices, transform=transform)
+
+
+# Balanced probe splits of the synthetic training set, per class: "full" the first 20 images, "few" the
+# first 2 of those, "val" the next 5 (the tail class has 25). Positions follow the set's fixed order.
+SYNTHETIC_PROBE_SPLITS = {"full": (0, 20), "few": (0, 2), "val": (20, 25)}
+
+
+def synthetic_probe_split(labels: np.ndarray, name: str) -> np.ndarray:
+    if name not in SYNTHETIC_PROBE_SPLITS:
+        raise ValueError(f"synthetic probe split must be one of {', '.join(SYNTHETIC_PROBE_SPLITS)}, got {name!r}")
+    lo, hi = SYNTHETIC_PROBE_SPLITS[name]
+    return np.concatenate([np.flatnonzero(labels == c)[lo:hi] for c in np.unique(labels)])
+
+
+def build_test_set(dataset: str, data_root, test_split: str | None = None):
+    """The balanced test set: synthetic's, CIFAR's official test images, or an ImageNet-100 / Places list."""
+    dataset = canonical_dataset(dataset)
+    root = Path(data_root).expanduser() if data_root else default_data_root(dataset)
+    if root is None:
+        raise ValueError(f"--data is required for {dataset}: the folder that holds the dataset")
+    if dataset == "synthetic":
+        from data.synthetic import load_synthetic
+        arrays = load_synthetic(root)
+        return ArrayImageDataset(arrays["test_x"], arrays["test_y"])
+    if dataset in ("cifar10", "cifar100"):
+        from data.cifar import read_cifar
+        return ArrayImageDataset(*read_cifar(root, dataset, train=False))
+    if test_split is None:
+        raise ValueError(f"--testSplit is required for {dataset}: the list of test images")
+    return ImageListDataset(root, resolve_split(test_split, dataset))
+
+
+def build_eval_sets(dataset: str, data_root, train_split: str, val_split: str, test_split: str | None = None):
+    """(probe train, validation, test) datasets of uint8 images for linear / few-shot probing.
+
+    synthetic: named balanced splits of its training set (full, few, val) and its balanced test set.
+    cifar10/cifar100: index files into the official training set (e.g. trainIdxList, valIdxList,
+    split1_S_b) and the official test set. imagenet100/places: three image lists under ``data_root``.
+    """
+    dataset = canonical_dataset(dataset)
+    test_set = build_test_set(dataset, data_root, test_split)
+    if dataset == "synthetic":
+        from data.synthetic import load_synthetic
+        arrays = load_synthetic(Path(data_root).expanduser() if data_root else default_data_root(dataset))
+        x, y = arrays["train_x"], arrays["train_y"]
+        return (ArrayImageDataset(x, y, synthetic_probe_split(y, train_split)),
+                ArrayImageDataset(x, y, synthetic_probe_split(y, val_split)), test_set)
+    if dataset in ("cifar10", "cifar100"):
+        from data.cifar import read_cifar
+        x, y = read_cifar(Path(data_root).expanduser(), dataset, train=True)
+        subset = lambda split: ArrayImageDataset(x, y, load_split_file(resolve_split(split, dataset), len(x)))
+        return subset(train_split), subset(val_split), test_set
+    root = Path(data_root).expanduser()
+    lists = [resolve_split(s, dataset) for s in (train_split, val_split)]
+    return (*(ImageListDataset(root, path) for path in lists), test_set)

@@ -1,0 +1,283 @@
+"""Linear probing of a pre-trained encoder (full-shot by default; see train_fewshot.py for the 1% protocol).
+
+    python train_linear.py PROBE_NAME --checkpoint checkpoints/run/model.pt --dataset cifar10 --data ~/data \
+        --trainSplit trainIdxList --valSplit valIdxList
+
+The encoder is frozen up to and including ``--fixto`` (layer4: everything) with BatchNorm in eval mode
+(``--fixbn``); a fresh linear layer is trained with SGD (momentum 0.9, no weight decay) and step decay x0.1
+at ``--decreasing_lr``. The epoch with the best validation accuracy (mean per-class top-1) is kept and
+evaluated once on the test set. Outputs in ``<save-dir>/<PROBE_NAME>``: results.json (All / Many /
+Medium / Few / Std and per-class accuracies), probe.pt, args.json, log.txt, tensorboard/.
+``--cached_features`` extracts the frozen features once and trains on them (no augmentation), which gives
+the same result as the uncached run with ``--no_aug`` in seconds instead of minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from data.build import DATASETS, build_eval_sets, build_train_set, canonical_dataset
+from data.views import IMAGE_KIND, eval_transform, to_device
+from models import MODEL_NAMES, build_encoder
+from utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint, strip_module_prefix
+from utils.embed import with_transform
+from utils.logger import RunLogger, write_args
+from utils.metrics import GROUP_RULE, evaluation_results
+
+FREEZE_ORDER = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
+SPLIT_DEFAULTS = {"synthetic": ("full", "val", "few"), "cifar10": ("trainIdxList", "valIdxList", "split1_S_b"),
+                  "cifar100": ("cifar100_trainIdxList", "cifar100_valIdxList", "cifar100_split1_S_b")}
+
+
+def parse_args(argv=None, few_shot: bool = False) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", nargs="?", default=None, help="probe name; outputs in <save-dir>/<experiment>")
+    p.add_argument("--checkpoint", required=True,
+                   help="pre-training checkpoint (ours, DDP-wrapped, or the original releases')")
+    p.add_argument("--cvt_state_dict", action="store_true",
+                   help="accepted for compatibility: checkpoints are always converted (module. prefixes and "
+                        "the projection head dropped)")
+    p.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: the checkpoint's)")
+    p.add_argument("--data", default=None, help="dataset root (default: the checkpoint's)")
+    p.add_argument("--trainSplit", default=None,
+                   help="probe training split (default: trainIdxList for CIFAR, 'full' synthetic; few-shot: "
+                        "split1_S_b / 'few')")
+    p.add_argument("--valSplit", default=None, help="validation split for model selection (default valIdxList)")
+    p.add_argument("--testSplit", default=None, help="test list (ImageNet-100 / Places; CIFAR uses its test set)")
+    p.add_argument("--pretrain_split", default=None,
+                   help="the long-tailed pre-training split whose class counts define Many/Medium/Few "
+                        "(default: the checkpoint's --trainSplit)")
+    p.add_argument("--epochs", type=int, default=100 if few_shot else 30, help="probe epochs (30; few-shot 100)")
+    p.add_argument("--decreasing_lr", default="40,60" if few_shot else "10,20",
+                   help="epochs at which the learning rate is multiplied by 0.1")
+    p.add_argument("--lr", type=float, default=30.0, help="learning rate of the linear layer")
+    p.add_argument("--batch_size", type=int, default=None, help="default: 128 CIFAR / synthetic, 512 ImageNet")
+    p.add_argument("--fixto", default="layer4", choices=["none", *FREEZE_ORDER],
+                   help="freeze the encoder up to and including this block")
+    p.add_argument("--fixbn", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep BatchNorm in eval mode (default on)")
+    p.add_argument("--no_aug", action="store_true", help="train without augmentation")
+    p.add_argument("--cached_features", action="store_true",
+                   help="extract frozen features once and train the linear layer on them (implies --no_aug; "
+                        "needs --fixto layer4 --fixbn)")
+    p.add_argument("--test_freq", type=int, default=1, help="validate every this many epochs")
+    p.add_argument("--test_only", action="store_true",
+                   help="evaluate the probe already saved as <save-dir>/<experiment>/probe.pt on the test set")
+    p.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints_probe", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing probe of the same name")
+    p.add_argument("--method", default=None, help="method name for the report (default: the pre-training "
+                                                  "run's name)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the linear layer and the data order")
+    p.add_argument("--num_workers", type=int, default=4, help="DataLoader workers")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="device")
+    args = p.parse_args(argv)
+    args.shot = "few" if few_shot else "full"
+    try:
+        args.milestones = [int(e) for e in str(args.decreasing_lr).split(",") if e.strip()]
+    except ValueError:
+        p.error(f"--decreasing_lr must be comma-separated epochs, got {args.decreasing_lr!r}")
+    if args.cached_features:
+        if args.fixto != "layer4" or not args.fixbn:
+            p.error("--cached_features needs a frozen encoder: --fixto layer4 --fixbn")
+        args.no_aug = True
+    return args
+
+
+def load_encoder(path: str | Path, device: torch.device):
+    """The encoder of a pre-training checkpoint (projection head dropped) and the pre-training args."""
+    state = load_checkpoint(path, map_location="cpu")
+    weights = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        raise ValueError(f"{path}: no model weights found (expected a 'state_dict' entry)")
+    weights = {k: v for k, v in strip_module_prefix(weights).items() if not k.startswith("fc.")}
+    pretrain_args = state.get("args", {}) if isinstance(state, dict) else {}
+    width = weights["conv1.weight"].shape[0]
+    name = "res50" if any(k.startswith("layer1.0.conv3") for k in weights) else "res18"
+    cifar_stem = weights["conv1.weight"].shape[-1] == 3
+    encoder = build_encoder(name, width=width, cifar_stem=cifar_stem)
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit a {name} of width {width} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return encoder.to(device), pretrain_args
+
+
+def freeze(encoder: nn.Module, fixto: str) -> None:
+    if fixto == "none":
+        return
+    for name in FREEZE_ORDER[:FREEZE_ORDER.index(fixto) + 1]:
+        for p in getattr(encoder, name).parameters():
+            p.requires_grad_(False)
+
+
+def probe_augmentation(kind: str):
+    """CIFAR: RandomCrop(32, padding 4) + flip; ImageNet-size: RandomResizedCrop(224) + flip."""
+    if kind == "cifar":
+        return v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
+    return v2.Compose([v2.RandomResizedCrop(224, interpolation=InterpolationMode.BICUBIC), v2.RandomHorizontalFlip()])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch ``epoch``: the same for the cached and the uncached path."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+
+
+@torch.no_grad()
+def extract(encoder, dataset, device, batch_size, num_workers) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen backbone features and labels of a whole dataset, in dataset order."""
+    encoder.eval()
+    feats, labels = [], []
+    for images, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+        feats.append(encoder.features(to_device(images, device)).float())
+        labels.append(y.to(device))
+    return torch.cat(feats), torch.cat(labels)
+
+
+def predict(encoder, head, dataset, device, batch_size, num_workers) -> tuple[np.ndarray, np.ndarray]:
+    features, labels = extract(encoder, dataset, device, batch_size, num_workers)
+    with torch.no_grad():
+        return head(features).argmax(1).cpu().numpy(), labels.cpu().numpy()
+
+
+def mean_class_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    classes = np.unique(labels)
+    return float(np.mean([(pred[labels == c] == c).mean() for c in classes]) * 100)
+
+
+def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict:
+    """SGD on the head (and any unfrozen blocks); returns the best head state by validation accuracy."""
+    params = [p for p in list(encoder.parameters()) + list(head.parameters()) if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
+    cached = extract(encoder, train_set, device, args.batch_size, args.num_workers) if args.cached_features else None
+    best = {"val": -1.0, "epoch": 0, "head": None}
+    for epoch in range(1, args.epochs + 1):
+        encoder.train(not args.fixbn)
+        order = epoch_order(len(train_set), args.seed, epoch)
+        batches = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+        loader = None if cached else iter(DataLoader(Subset(train_set, order), batch_size=args.batch_size,
+                                                     num_workers=args.num_workers))
+        total = 0.0
+        for batch in tqdm(batches, desc=f"probe epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True):
+            if cached:
+                features, labels = cached[0][batch], cached[1][batch]
+            else:
+                images, labels, _ = next(loader)
+                labels = labels.to(device)
+                with torch.set_grad_enabled(args.fixto != "layer4"):
+                    features = encoder.features(to_device(images, device)).float()
+            loss = F.cross_entropy(head(features), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        scheduler.step()
+        logger.scalars({"loss": total / len(order), "lr": optimizer.param_groups[0]["lr"]}, epoch, "probe/")
+        if epoch % args.test_freq == 0 or epoch == args.epochs:
+            pred, labels = predict(encoder, head, val_set, device, args.batch_size, args.num_workers)
+            val = mean_class_accuracy(pred, labels)
+            logger.scalars({"val_accuracy": val}, epoch, "probe/")
+            logger.info(f"probe epoch {epoch}/{args.epochs} loss {total / len(order):.4f} val {val:.2f}")
+            if val > best["val"]:
+                best = {"val": val, "epoch": epoch, "head": {k: v.clone() for k, v in head.state_dict().items()},
+                        "encoder": {k: v.clone() for k, v in encoder.state_dict().items()}}
+    return best
+
+
+def class_counts_of_pretraining(args, pretrain_args) -> np.ndarray:
+    split = args.pretrain_split or pretrain_args.get("trainSplit")
+    data = args.data if args.data is not None else pretrain_args.get("data")
+    labels = build_train_set(args.dataset, data, split).labels
+    return np.bincount(labels[labels >= 0])
+
+
+def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device, kind) -> Path:
+    """--test_only: the probe saved in ``run_dir`` on the test set; prints the results, writes nothing."""
+    try:
+        state = load_checkpoint(run_dir / "probe.pt", map_location=device)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    encoder.load_state_dict(state["encoder"])
+    head = nn.Linear(encoder.feature_dim, state["head"]["weight"].shape[0]).to(device)
+    head.load_state_dict(state["head"])
+    pred, labels = predict(encoder, head, with_transform(test_set, eval_transform(kind)), device,
+                           args.batch_size, args.num_workers)
+    print(json.dumps(evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset]), indent=2))
+    return run_dir
+
+
+def main(argv=None, few_shot: bool = False) -> Path:
+    args = parse_args(argv, few_shot)
+    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    try:
+        encoder, pretrain_args = load_encoder(args.checkpoint, device)
+        args.dataset = canonical_dataset(args.dataset or pretrain_args.get("dataset", "synthetic"))
+        if args.data is None:
+            args.data = pretrain_args.get("data")
+        kind = IMAGE_KIND[args.dataset]
+        defaults = SPLIT_DEFAULTS.get(args.dataset, (None, None, None))
+        train_name = args.trainSplit or (defaults[2] if few_shot else defaults[0])
+        if train_name is None or (args.valSplit or defaults[1]) is None:
+            raise ValueError(f"--trainSplit and --valSplit are required for {args.dataset}")
+        train_set, val_set, test_set = build_eval_sets(args.dataset, args.data, train_name,
+                                                       args.valSplit or defaults[1], args.testSplit)
+        counts = class_counts_of_pretraining(args, pretrain_args)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from None
+    args.trainSplit, args.batch_size = train_name, args.batch_size or (128 if kind == "cifar" else 512)
+    args.method = args.method or pretrain_args.get("experiment") or Path(args.checkpoint).parent.name
+    args.experiment = args.experiment or f"{args.method}_{args.shot}_shot"
+    run_dir = Path(args.save_dir) / args.experiment
+    if args.test_only:
+        return evaluate_saved_probe(run_dir, encoder, test_set, counts, args, device, kind)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not args.overwrite:
+            raise SystemExit(f"error: probe directory {run_dir} already holds results: use --overwrite or "
+                             f"another name")
+        import shutil
+        shutil.rmtree(run_dir)
+    logger = RunLogger(run_dir)
+    write_args(args, run_dir / "args.json")
+    torch.manual_seed(args.seed)
+
+    test_view = eval_transform(kind)
+    train_view = test_view if args.no_aug else probe_augmentation(kind)
+    train_set = with_transform(train_set, train_view)
+    val_set, test_set = with_transform(val_set, test_view), with_transform(test_set, test_view)
+    freeze(encoder, args.fixto)
+    num_classes = int(max(train_set.labels.max(), test_set.labels.max()) + 1)
+    head = nn.Linear(encoder.feature_dim, num_classes).to(device)
+    logger.info(f"{args.shot}-shot probe of {args.checkpoint}: {len(train_set)} train / {len(val_set)} val / "
+                f"{len(test_set)} test images, {num_classes} classes, frozen to {args.fixto}")
+    best = train_probe(encoder, head, train_set, val_set, args, device, logger)
+    head.load_state_dict(best["head"])
+    encoder.load_state_dict(best["encoder"])
+    pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers)
+    results = evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset])
+    results.update(method=args.method, shot=args.shot, split=str(pretrain_args.get("trainSplit")),
+                   best_epoch=best["epoch"], val_accuracy=best["val"], selected_by="validation mean per-class top-1",
+                   checkpoint=str(args.checkpoint))
+    atomic_write(run_dir / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
+    save_checkpoint({"head": head.state_dict(), "encoder": encoder.state_dict(), "epoch": best["epoch"]},
+                    run_dir / "probe.pt")
+    logger.info(f"test (epoch {best['epoch']} by validation): all {results['all']:.2f} many {results['many']} "
+                f"medium {results['medium']} few {results['few']} std {results['std']}; {run_dir / 'results.json'}")
+    logger.close()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main()
