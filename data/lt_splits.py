@@ -177,3 +177,17 @@ def describe_split(indices: np.ndarray, labels: np.ndarray, num_classes: int) ->
     if len(counts) != num_classes:
         raise ValueError(f"labels go up to {len(counts) - 1}, beyond num_classes={num_classes}")
     return counts.astype(np.int64)
+
+
+def balanced_fraction(labels: np.ndarray, fraction: float = 0.01, seed: int = 0) -> np.ndarray:
+    """Positions of a balanced few-shot subset: the same number of items from every class, namely
+    max(1, floor(fraction * smallest class size)), drawn at random (seeded). For the 1% lists of
+    ImageNet-100 and Places, which the original releases lack; returned in ascending order."""
+    labels = np.asarray(labels)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    classes, counts = np.unique(labels, return_counts=True)
+    per_class = max(1, int(np.floor(fraction * counts.min())))
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False) for c in classes]
+    return np.sort(np.concatenate(chosen))

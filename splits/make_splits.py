@@ -1,7 +1,9 @@
-"""Write the long-tailed CIFAR split files of the COLT protocol (see splits/README.md).
+"""Write the long-tailed CIFAR split files of the COLT protocol, or the 1% few-shot list of an image-list
+dataset (see splits/README.md).
 
-Example, from the repository root:
+Examples, from the repository root:
     python splits/make_splits.py --dataset cifar10 --data ~/data --out splits/cifar10
+    python splits/make_splits.py --dataset imagenet100 --train_list imageNet_100_train.txt --out splits/imagenet100
 """
 from __future__ import annotations
 
@@ -15,15 +17,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from data.cifar import read_cifar_labels  # noqa: E402
-from data.lt_splits import describe_split, get_protocol, make_cifar_splits, split_names  # noqa: E402
+from data.datasets import read_image_list  # noqa: E402
+from data.lt_splits import balanced_fraction, describe_split, get_protocol, make_cifar_splits, split_names  # noqa: E402
 from utils.checkpoint import atomic_write  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write the COLT long-tailed CIFAR split index files (.npy).")
-    parser.add_argument("--dataset", required=True, choices=["cifar10", "cifar100"], help="which CIFAR dataset")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="folder holding cifar-10-batches-py/ or cifar-100-python/ (or that folder itself)")
+    parser.add_argument("--dataset", required=True, choices=["cifar10", "cifar100", "imagenet100", "places"],
+                        help="CIFAR: the long-tailed protocol; imagenet100 / places: the 1%% balanced list")
+    parser.add_argument("--data", type=Path,
+                        help="CIFAR: folder holding cifar-10-batches-py/ or cifar-100-python/ (or that folder)")
+    parser.add_argument("--train_list", type=Path,
+                        help="imagenet100 / places: the balanced full-shot list of 'relative/path label' lines; "
+                             "writes <its name>_1pct.txt with the same number of images from every class")
+    parser.add_argument("--fraction", type=float, default=0.01, help="size of the few-shot list (default 1%%)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write <name>.npy files into")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the whole protocol (default 0)")
     parser.add_argument("--num_splits", type=int, default=5, help="number of random splits K (default 5)")
@@ -34,6 +42,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def summary_line(name: str, indices: np.ndarray, labels: np.ndarray, num_classes: int) -> str:
     counts = describe_split(indices, labels, num_classes)
     return f"{name}.npy: {len(indices)} indices, per class min {counts.min()} max {counts.max()}"
+
+
+def write_fewshot_list(args: argparse.Namespace) -> None:
+    """The balanced 1% list of an image-list dataset, in the list's own format."""
+    if args.train_list is None:
+        raise ValueError(f"--train_list is required for --dataset {args.dataset}")
+    paths, labels = read_image_list(args.train_list)
+    target = args.out / f"{args.train_list.stem}_1pct.txt"
+    if target.exists() and not args.overwrite:
+        raise FileExistsError(f"{target} exists (use --overwrite)")
+    chosen = balanced_fraction(labels, args.fraction, seed=args.seed)
+    text = "".join(f"{paths[i]} {labels[i]}\n" for i in chosen)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda f: f.write(text.encode()))
+    print(f"{target}: {len(chosen)} images, {len(chosen) // len(np.unique(labels))} per class")
 
 
 def write_splits(args: argparse.Namespace) -> None:
@@ -57,7 +80,12 @@ def write_splits(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        write_splits(args)
+        if args.dataset in ("imagenet100", "places"):
+            write_fewshot_list(args)
+        else:
+            if args.data is None:
+                raise ValueError(f"--data is required for --dataset {args.dataset}")
+            write_splits(args)
     except (OSError, ValueError) as e:  # missing or malformed data, existing targets, unwritable --out
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -261,3 +261,20 @@ def test_protocol_matches_the_published_files(dataset):
             assert sorted(describe_split(theirs, labels, protocol.num_classes)) == sorted(ours_counts)
         d_i_counts = describe_split(d_i, labels, protocol.num_classes)
         assert len(np.intersect1d(d_i, d_b)) == np.minimum(d_i_counts, protocol.balanced_per_class).sum()
+
+
+def test_one_percent_list_for_image_list_datasets(tmp_path):
+    from data.lt_splits import balanced_fraction
+    labels = np.repeat(np.arange(4), [1300, 1250, 1300, 1280])
+    chosen = balanced_fraction(labels, 0.01, seed=0)
+    assert np.bincount(labels[chosen]).tolist() == [12, 12, 12, 12] and len(np.unique(chosen)) == 48
+    lines = [f"train/n{c:03d}/img_{i}.JPEG {c}" for i, c in enumerate(labels)]
+    (tmp_path / "imageNet_100_train.txt").write_text("\n".join(lines) + "\n")
+    script = [sys.executable, "splits/make_splits.py", "--dataset", "imagenet100", "--train_list",
+              str(tmp_path / "imageNet_100_train.txt"), "--out", str(tmp_path / "out")]
+    result = subprocess.run(script, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "out" / "imageNet_100_train_1pct.txt").read_text().splitlines()
+    assert len(written) == 48 and set(written) <= set(lines)
+    again = subprocess.run(script, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "exists" in again.stderr
