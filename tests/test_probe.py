@@ -78,3 +78,15 @@ def test_few_shot_defaults_and_refusal_to_overwrite(pretrained, synthetic_root, 
     assert json.loads((run_dir / "args.json").read_text())["trainSplit"] == "few"
     with pytest.raises(SystemExit, match="already holds results"):
         train_linear.main(args, few_shot=True)
+
+
+def test_test_only_reevaluates_the_saved_probe_and_writes_nothing(pretrained, synthetic_root, tmp_path, capsys):
+    args = probe_args(pretrained, tmp_path, synthetic_root, "again", "--cached_features")
+    run_dir = train_linear.main(args)
+    saved = json.loads((run_dir / "results.json").read_text())
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    capsys.readouterr()
+    train_linear.main(args + ["--test_only"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["per_class"] == saved["per_class"] and printed["all"] == saved["all"]
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
