@@ -391,7 +391,8 @@ def run(args, info: distributed.DistInfo) -> Path:
     if args.resume:
         path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
         try:
-            state = load_checkpoint(path, map_location=info.device)
+            # on the CPU: RNG states must stay CPU tensors; weights and optimiser state follow the model
+            state = load_checkpoint(path, map_location="cpu")
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         model.load_state_dict(state["state_dict"])
