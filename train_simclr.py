@@ -167,7 +167,8 @@ def prepare_run_dir(args, info: distributed.DistInfo) -> Path:
     run_dir = Path(args.save_dir) / args.experiment
     error = None
     if info.is_main:
-        exists = run_dir.exists() and any(run_dir.iterdir())
+        # a run is there once training wrote into the folder (a launcher's bash_log.txt alone is not one)
+        exists = any((run_dir / name).exists() for name in ("args.json", "log.txt", "model.pt"))
         if exists and not (args.resume or args.overwrite):
             error = f"run directory {run_dir} already holds a run: use --resume to continue it, " \
                     f"--overwrite to replace it, or another experiment name"
