@@ -112,13 +112,14 @@ def build_eval_sets(dataset: str, data_root, train_split: str, val_split: str, t
     split1_S_b) and the official test set. imagenet100/places: three image lists under ``data_root``.
     """
     dataset = canonical_dataset(dataset)
-    test_set = build_test_set(dataset, data_root, test_split)
     if dataset == "synthetic":
         from data.synthetic import load_synthetic
         arrays = load_synthetic(Path(data_root).expanduser() if data_root else default_data_root(dataset))
         x, y = arrays["train_x"], arrays["train_y"]
         return (ArrayImageDataset(x, y, synthetic_probe_split(y, train_split)),
-                ArrayImageDataset(x, y, synthetic_probe_split(y, val_split)), test_set)
+                ArrayImageDataset(x, y, synthetic_probe_split(y, val_split)),
+                ArrayImageDataset(arrays["test_x"], arrays["test_y"]))
+    test_set = build_test_set(dataset, data_root, test_split)
     if dataset in ("cifar10", "cifar100"):
         from data.cifar import read_cifar
         x, y = read_cifar(Path(data_root).expanduser(), dataset, train=True)
