@@ -1,4 +1,8 @@
-"""Out-of-distribution pools, and the COLT training set: the ID set followed by the chosen pool images."""
+"""Out-of-distribution pools, and the COLT training set: the ID set followed by the chosen pool images.
+
+Every pool is a dataset of uint8 CHW images with items ``(image, label, index)`` like the ID sets (label -1
+where the pool has none). Where a pool's files are is always given (``--ood_data``), never guessed.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,67 +10,124 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from data.build import canonical_dataset
 from data.datasets import ArrayImageDataset, ImageFilesDataset, ImageListDataset, check_indices
 
 SAMPLE_SETS = ("synthetic", "300K_random_images", "image_list", "folder")
 SAMPLE_SET_ALIASES = {"300k": "300K_random_images", "300k_random_images": "300K_random_images",
-                      "ti_300k": "300K_random_images", "imagelist": "image_list"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+                      "ti_300k": "300K_random_images", "imagelist": "image_list", "image_folder": "folder"}
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 
 
-def random_images_pool(path: str | Path) -> ArrayImageDataset:
-    """The 300K Random Images file (uint8, N x 32 x 32 x 3), memory-mapped so DataLoader workers share it."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"OOD pool not found: {path}")
-    try:
-        images = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a .npy image array ({e})") from e
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{path}: expected uint8 images of shape (N, H, W, 3), got {images.dtype} {images.shape}")
-    return ArrayImageDataset(images)
+class RandomImagesPool(ArrayImageDataset):
+    """The "300K Random Images" file: one ``.npy`` uint8 array (N, H, W, 3), usually 300,000 x 32 x 32 x 3.
+
+    The file is memory-mapped, never read whole: DataLoader workers share the pages of one 0.9 GB file.
+    Pickling (workers started by spawn / forkserver, ``copy.copy``) keeps only the path and re-opens the
+    map on the other side, so the array is never serialised either.
+    """
+
+    def __init__(self, path: str | Path, transform=None):
+        path = Path(path).expanduser()
+        super().__init__(self._open(path), transform=transform)
+        self.path = path
+
+    @staticmethod
+    def _open(path: Path) -> np.memmap:
+        if not path.is_file():
+            raise FileNotFoundError(f"300K Random Images file not found: {path} "
+                                    f"(--ood_data must name the .npy file)")
+        try:
+            images = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as e:  # not a .npy file, or an object array
+            raise ValueError(f"{path}: not a .npy array ({type(e).__name__}: {e})") from e
+        if not isinstance(images, np.ndarray):  # np.load gives an NpzFile for .npz archives
+            raise ValueError(f"{path}: expected a .npy array, found an archive of several arrays")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"{path}: expected uint8 images of shape (N, H, W, 3), found shape {images.shape} "
+                             f"dtype {images.dtype}")
+        if len(images) == 0:
+            raise ValueError(f"{path}: holds no images (shape {images.shape})")
+        return images
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["images"] = None  # re-opened from the path: never pickle the pool's pixels
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.images = self._open(self.path)
 
 
 class ImageFolderPool(ImageFilesDataset):
-    """Every image file under ``root`` (recursively), in sorted relative-path order; label -1."""
+    """Every image file (.jpg .jpeg .png .bmp .webp, any case) under ``root``, recursively, in sorted
+    relative-path order; label -1."""
 
     def __init__(self, root: str | Path, transform=None):
         root = Path(root).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"OOD image folder not found: {root}")
+            raise FileNotFoundError(f"OOD image folder not found: {root} (--ood_data must name a folder)")
         paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not paths:
-            raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
-        super().__init__(root, paths, np.full(len(paths), -1), transform)
+            raise ValueError(f"no images ({' '.join(IMAGE_SUFFIXES)}) under {root}")
+        super().__init__(root, paths, np.full(len(paths), -1, dtype=np.int64), transform)
+
+
+def canonical_sample_set(sample_set: str) -> str:
+    key = sample_set.strip().lower()
+    for name in SAMPLE_SETS:
+        if key == name.lower():
+            return name
+    if key in SAMPLE_SET_ALIASES:
+        return SAMPLE_SET_ALIASES[key]
+    raise ValueError(f"unknown --sample_set {sample_set!r}; choose one of {', '.join(SAMPLE_SETS)} "
+                     f"(aliases: {', '.join(sorted(SAMPLE_SET_ALIASES))})")
 
 
 def default_sample_set(dataset: str) -> str:
+    """The pool each dataset's papers' runs use: its own for synthetic, 300K Random Images for CIFAR,
+    an image list (ImageNet-R, Places-69) for ImageNet-100 and Places."""
     return {"synthetic": "synthetic", "cifar10": "300K_random_images",
-            "cifar100": "300K_random_images"}.get(dataset, "image_list")
+            "cifar100": "300K_random_images"}.get(canonical_dataset(dataset), "image_list")
 
 
-def build_ood_pool(sample_set: str, ood_data: str | None, dataset: str, data_root: str | None,
+def build_ood_pool(sample_set: str | None, ood_data: str | None, dataset: str, data_root: str | None,
                    ood_root: str | None = None, transform=None) -> Dataset:
-    """The OOD pool named by ``--sample_set``; its path comes from ``--ood_data`` and is never guessed."""
-    sample_set = SAMPLE_SET_ALIASES.get(sample_set.lower(), sample_set)
-    if sample_set not in SAMPLE_SETS:
-        raise ValueError(f"unknown --sample_set {sample_set!r}; choose one of {', '.join(SAMPLE_SETS)}")
+    """The OOD pool named by ``--sample_set`` (None: the dataset's default), with ``transform`` set on it.
+
+    synthetic:          the synthetic dataset's own 10,000-image pool (labels = generator family, for
+                        analysis only), from ``data_root`` when the ID dataset is synthetic too, else from
+                        the default synthetic root ($LTSSL_DATA/synthetic or ~/.cache/ltssl/synthetic).
+    300K_random_images: ``ood_data`` is the .npy file (memory-mapped).
+    image_list:         ``ood_data`` is a list of ``relative/path label`` lines, images under ``ood_root``
+                        (else ``data_root``).
+    folder:             ``ood_data`` is a folder; every image under it.
+    """
+    dataset = canonical_dataset(dataset)
+    sample_set = default_sample_set(dataset) if sample_set is None else canonical_sample_set(sample_set)
     if sample_set == "synthetic":
-        from data.synthetic import default_synthetic_root, load_synthetic
-        arrays = load_synthetic(data_root if dataset == "synthetic" and data_root else default_synthetic_root())
-        pool = ArrayImageDataset(arrays["ood_x"], arrays["ood_family"])  # families: for analysis only
-    elif ood_data is None:
-        raise ValueError(f"--ood_data is required for --sample_set {sample_set}: the path of the OOD pool")
+        from data.synthetic import load_synthetic
+        # Another dataset's --data folder is not the place for the synthetic cache.
+        root = Path(data_root).expanduser() if dataset == "synthetic" and data_root else None
+        arrays = load_synthetic(root)
+        pool = ArrayImageDataset(arrays["ood_x"], arrays["ood_family"])
+    elif not ood_data:
+        what = {"300K_random_images": "the path of 300K_random_images.npy",
+                "image_list": "a list file of 'relative/path label' lines",
+                "folder": "a folder of images"}[sample_set]
+        raise ValueError(f"--ood_data is required for --sample_set {sample_set}: {what} "
+                         f"(it is never looked for in the working directory)")
     elif sample_set == "300K_random_images":
-        pool = random_images_pool(ood_data)
+        pool = RandomImagesPool(ood_data)
     elif sample_set == "folder":
         pool = ImageFolderPool(ood_data)
     else:
         root = ood_root or data_root
-        if root is None:
-            raise ValueError("--ood_root (or --data) is required for --sample_set image_list: the image root")
+        if not root:
+            raise ValueError("--ood_root (or --data) is required for --sample_set image_list: the folder the "
+                             "list's relative paths start from")
         pool = ImageListDataset(Path(root).expanduser(), Path(ood_data).expanduser())
     pool.transform = transform
     return pool
@@ -76,31 +137,42 @@ class IdOodDataset(Dataset):
     """The COLT training set: all ID items, then the pool items chosen by the last sampling round.
 
     Items are ``(image, label, source_index, is_ood)``: ``source_index`` is the position in the ID set or
-    in the pool, so per-sample scores stay keyed by ID position whatever the selection.
+    in the pool, so per-sample scores stay keyed by ID position whatever the selection. With no pool
+    (plain SimCLR) it is the ID set with ``is_ood`` False.
     """
 
     def __init__(self, id_set: Dataset, ood_pool: Dataset | None = None):
         self.id_set, self.ood_pool = id_set, ood_pool
-        self._ood_indices = np.empty(0, np.int64)
+        self.set_ood_indices(None)
+
+    @property
+    def n_id(self) -> int:
+        return len(self.id_set)
 
     @property
     def ood_indices(self) -> np.ndarray:
+        """The chosen pool positions (int64, read-only; in dataset order after the ID items)."""
         return self._ood_indices
 
     def set_ood_indices(self, indices) -> None:
         """Replace the chosen pool items (None or empty: ID only)."""
         if indices is None or len(indices) == 0:
-            self._ood_indices = np.empty(0, np.int64)
-            return
-        if self.ood_pool is None:
+            chosen = np.empty(0, np.int64)
+        elif self.ood_pool is None:
             raise ValueError("no OOD pool to choose from")
-        self._ood_indices = check_indices(np.asarray(indices), len(self.ood_pool), "OOD selection")
+        else:
+            chosen = check_indices(np.asarray(indices), len(self.ood_pool), "OOD selection")
+        chosen.flags.writeable = False
+        self._ood_indices = chosen
 
     def __len__(self) -> int:
-        return len(self.id_set) + len(self._ood_indices)
+        return self.n_id + len(self._ood_indices)
 
     def __getitem__(self, i: int):
-        n_id = len(self.id_set)
+        n_id, i = self.n_id, int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        i %= len(self)
         if i < n_id:
             image, label, _ = self.id_set[i]
             return image, label, i, False
