@@ -102,32 +102,39 @@ def table_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def by_rank(values, counts) -> np.ndarray:
+    """A run's per-class values reordered from its most to its least frequent pre-training class.
+
+    Each CIFAR split ranks the classes in its own order, so runs are averaged by rank, not by class id."""
+    order = np.argsort(-np.asarray(counts, dtype=float), kind="stable")
+    return np.array([np.nan if v is None else v for v in values], dtype=float)[order]
+
+
 def plot_per_class(results: list[dict], path: Path, max_methods: int = 2) -> None:
-    """Per-class accuracy (mean over splits, full-shot) of up to two methods, classes ordered by their
-    pre-training count, with the count drawn on a second axis."""
+    """Per-class accuracy (full-shot, mean over splits at each frequency rank) of up to two methods, head to
+    tail, with the pre-training count (mean over splits) on a second axis."""
     from utils.plots import plt, save_figure
     full = [r for r in results if r["shot"] == "full" and r.get("per_class")] or \
         [r for r in results if r.get("per_class")]
     methods = list(dict.fromkeys(r["method"] for r in full))[:max_methods]
     if not methods:
         return
-    counts = np.asarray(full[0]["class_counts"], dtype=float)
-    order = np.argsort(-counts, kind="stable")
+    counts = np.mean([by_rank(r["class_counts"], r["class_counts"]) for r in full], axis=0)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(counts) + 4), 4))
     width = 0.8 / len(methods)
     x = np.arange(len(counts))
     for i, method in enumerate(methods):
-        per_class = np.nanmean([[np.nan if a is None else a for a in r["per_class"]] for r in full
-                                if r["method"] == method], axis=0)
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, per_class[order], width, label=method)
+        per_rank = np.nanmean([by_rank(r["per_class"], r["class_counts"]) for r in full if r["method"] == method],
+                              axis=0)
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, per_rank, width, label=method)
     step = max(1, len(counts) // 20)
     ax.set_xticks(x[::step])
-    ax.set_xticklabels([str(c) for c in order[::step]], fontsize=8)
-    ax.set_xlabel("class (ordered by pre-training count, head to tail)")
+    ax.set_xticklabels([str(r + 1) for r in x[::step]], fontsize=8)
+    ax.set_xlabel("class frequency rank in the pre-training split (1 = head)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="upper right", fontsize=8)
     twin = ax.twinx()
-    twin.plot(x, counts[order], color="black", linewidth=1.2, marker=".", label="pre-training count")
+    twin.plot(x, counts, color="black", linewidth=1.2, marker=".", label="pre-training count")
     twin.set_ylabel("images in the pre-training split")
     ax.set_title("Per-class accuracy against class frequency (full-shot, mean over splits)", fontsize=10)
     save_figure(fig, path)

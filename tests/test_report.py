@@ -58,3 +58,9 @@ def test_no_results_is_one_error_line(tmp_path):
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.strip().startswith("error: no results.json")
     assert not (tmp_path / "out").exists()
+
+
+def test_per_class_values_are_aligned_by_frequency_rank():
+    """Two splits that rank the classes differently: rank 1 is each split's own head class."""
+    assert report.by_rank([10, 90, 50], [5, 500, 50]).tolist() == [90, 50, 10]
+    assert report.by_rank([90, None, 10], [500, 50, 5]).tolist()[:1] == [90]
