@@ -35,7 +35,7 @@ from models import MODEL_NAMES, build_encoder
 from utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint, strip_module_prefix
 from utils.embed import with_transform
 from utils.logger import RunLogger, write_args
-from utils.metrics import GROUP_RULE, evaluation_results
+from utils.metrics import GROUP_RULE, evaluation_results, per_class_accuracy
 
 FREEZE_ORDER = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 SPLIT_DEFAULTS = {"synthetic": ("full", "val", "few"), "cifar10": ("trainIdxList", "valIdxList", "split1_S_b"),
@@ -152,13 +152,9 @@ def predict(encoder, head, dataset, device, batch_size, num_workers) -> tuple[np
         return head(features).argmax(1).cpu().numpy(), labels.cpu().numpy()
 
 
-def mean_class_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
-    classes = np.unique(labels)
-    return float(np.mean([(pred[labels == c] == c).mean() for c in classes]) * 100)
-
-
 def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict:
     """SGD on the head (and any unfrozen blocks); returns the best head state by validation accuracy."""
+    params_in_encoder = any(p.requires_grad for p in encoder.parameters())
     params = [p for p in list(encoder.parameters()) + list(head.parameters()) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
@@ -188,12 +184,14 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
         logger.scalars({"loss": total / len(order), "lr": optimizer.param_groups[0]["lr"]}, epoch, "probe/")
         if epoch % args.test_freq == 0 or epoch == args.epochs:
             pred, labels = predict(encoder, head, val_set, device, args.batch_size, args.num_workers)
-            val = mean_class_accuracy(pred, labels)
+            val = float(np.nanmean(per_class_accuracy(labels, pred, head.out_features)))
             logger.scalars({"val_accuracy": val}, epoch, "probe/")
             logger.info(f"probe epoch {epoch}/{args.epochs} loss {total / len(order):.4f} val {val:.2f}")
             if val > best["val"]:
                 best = {"val": val, "epoch": epoch, "head": {k: v.clone() for k, v in head.state_dict().items()},
-                        "encoder": {k: v.clone() for k, v in encoder.state_dict().items()}}
+                        # a frozen encoder (the default) never changes: nothing to keep
+                        "encoder": {k: v.clone() for k, v in encoder.state_dict().items()} if params_in_encoder
+                        else None}
     return best
 
 
@@ -264,7 +262,8 @@ def main(argv=None, few_shot: bool = False) -> Path:
                 f"{len(test_set)} test images, {num_classes} classes, frozen to {args.fixto}")
     best = train_probe(encoder, head, train_set, val_set, args, device, logger)
     head.load_state_dict(best["head"])
-    encoder.load_state_dict(best["encoder"])
+    if best["encoder"] is not None:
+        encoder.load_state_dict(best["encoder"])
     pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers)
     results = evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset])
     results.update(method=args.method, shot=args.shot, split=str(pretrain_args.get("trainSplit")),

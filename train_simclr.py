@@ -249,13 +249,17 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
     return {"loss": mean_loss, "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
 
 
+def embed(model, dataset, args, info, projection: bool = True) -> torch.Tensor:
+    """Normalised embeddings of a whole dataset under the test transform, identical on every rank."""
+    view = with_transform(dataset, eval_transform(IMAGE_KIND[args.dataset]))
+    return embed_dataset(model, view, info.device, args.embed_batch_size, args.num_workers, projection=projection)
+
+
 def colt_round(model, train_set, ood_pool, colt: COLTState, args, info, logger, run_dir: Path, epoch: int):
     """One COLT sampling round: embed ID and pool, choose ``budget`` pool items, record everything."""
     start = time.time()
     test_view = eval_transform(IMAGE_KIND[args.dataset])
-    embed = lambda ds: embed_dataset(model, with_transform(ds, test_view), info.device, args.embed_batch_size,
-                                     args.num_workers)
-    id_embeddings, pool_embeddings = embed(train_set), embed(ood_pool)
+    id_embeddings, pool_embeddings = embed(model, train_set, args, info), embed(model, ood_pool, args, info)
     result = None
     if info.is_main:  # one process decides (k-means threads need not agree bit for bit), then broadcasts
         scores = colt.tracker.scores.cpu().numpy()
@@ -305,12 +309,10 @@ def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run
 
 def knn_monitor(model, train_set, test_set, args, info) -> float:
     """Weighted k-NN top-1 accuracy (%) of the backbone features, training split as the memory bank."""
-    view = eval_transform(IMAGE_KIND[args.dataset])
-    embed = lambda ds: embed_dataset(model, with_transform(ds, view), info.device, args.embed_batch_size,
-                                     args.num_workers, projection=False)
     bank_labels = torch.as_tensor(train_set.labels, device=info.device)
     test_labels = torch.as_tensor(test_set.labels, device=info.device)
-    predicted = knn_predict(embed(train_set), bank_labels, embed(test_set),
+    predicted = knn_predict(embed(model, train_set, args, info, projection=False), bank_labels,
+                            embed(model, test_set, args, info, projection=False),
                             int(max(bank_labels.max(), test_labels.max())) + 1, k=args.knn_k)
     return (predicted == test_labels).float().mean().item() * 100
 

@@ -47,6 +47,14 @@ def default_data_root(dataset: str) -> Path | None:
     return None
 
 
+def resolve_data_root(dataset: str, data_root) -> Path:
+    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error."""
+    root = Path(data_root).expanduser() if data_root else default_data_root(dataset)
+    if root is None:
+        raise ValueError(f"--data is required for {dataset}: the folder that holds the dataset")
+    return root
+
+
 def build_train_set(dataset: str, data_root: str | Path | None, split: str | None, transform=None):
     """The pre-training set: the long-tailed subset named by ``split`` of the dataset's training images.
 
@@ -55,9 +63,7 @@ def build_train_set(dataset: str, data_root: str | Path | None, split: str | Non
     imagenet100/places: the image list ``split`` under ``data_root``.
     """
     dataset = canonical_dataset(dataset)
-    root = Path(data_root).expanduser() if data_root else default_data_root(dataset)
-    if root is None:
-        raise ValueError(f"--data is required for {dataset}: the folder that holds the dataset")
+    root = resolve_data_root(dataset, data_root)
     split_path = resolve_split(split, dataset)
     if dataset == "synthetic":
         from data.synthetic import load_synthetic
@@ -89,9 +95,7 @@ def synthetic_probe_split(labels: np.ndarray, name: str) -> np.ndarray:
 def build_test_set(dataset: str, data_root, test_split: str | None = None):
     """The balanced test set: synthetic's, CIFAR's official test images, or an ImageNet-100 / Places list."""
     dataset = canonical_dataset(dataset)
-    root = Path(data_root).expanduser() if data_root else default_data_root(dataset)
-    if root is None:
-        raise ValueError(f"--data is required for {dataset}: the folder that holds the dataset")
+    root = resolve_data_root(dataset, data_root)
     if dataset == "synthetic":
         from data.synthetic import load_synthetic
         arrays = load_synthetic(root)
@@ -114,7 +118,7 @@ def build_eval_sets(dataset: str, data_root, train_split: str, val_split: str, t
     dataset = canonical_dataset(dataset)
     if dataset == "synthetic":
         from data.synthetic import load_synthetic
-        arrays = load_synthetic(Path(data_root).expanduser() if data_root else default_data_root(dataset))
+        arrays = load_synthetic(resolve_data_root(dataset, data_root))
         x, y = arrays["train_x"], arrays["train_y"]
         return (ArrayImageDataset(x, y, synthetic_probe_split(y, train_split)),
                 ArrayImageDataset(x, y, synthetic_probe_split(y, val_split)),
