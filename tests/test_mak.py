@@ -37,6 +37,14 @@ def test_nt_xent_per_item_matches_brute_force_with_leading_dims():
     torch.testing.assert_close(got64, brute_nt_xent(z1[0, 0], z2[0, 0], 0.5))
 
 
+@pytest.mark.parametrize("t", [0.01, 0.025, 1.0])  # below, at and above the fixed-shift threshold
+def test_nt_xent_per_item_both_paths(t):
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    torch.testing.assert_close(mak.nt_xent_per_item(z1, z2, t).double(), brute_nt_xent(z1, z2, t),
+                               rtol=1e-5, atol=1e-4)
+
+
 def test_nt_xent_per_item_single_pair_and_errors():
     z = torch.randn(1, 4)
     torch.testing.assert_close(mak.nt_xent_per_item(z, -z, 0.2), torch.zeros(1))  # only the partner: loss 0
