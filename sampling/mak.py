@@ -123,7 +123,10 @@ def ecle(projections: Sequence, temperature: float = 0.2, batch_size: int = 512,
     loaded: dict[int, torch.Tensor] = {}
     with torch.no_grad():
         for pa, pb in pairs:
-            loaded = {i: loaded[i] if i in loaded else _unit(views[i], device) for i in (pa, pb)}
+            loaded = {i: u for i, u in loaded.items() if i in (pa, pb)}  # drop first: two passes at most
+            for i in (pa, pb):
+                if i not in loaded:
+                    loaded[i] = _unit(views[i], device)
             ua, ub = loaded[pa], loaded[pb]
             for _ in range(repeats):
                 perm = torch.randperm(n, generator=generator).to(device)
