@@ -62,6 +62,14 @@ def timed(fn, device: str):
     return time.perf_counter() - start, result
 
 
+def gemm_gflops(device: str) -> float:
+    """Float32 matmul throughput now, to read the timings against (a busy machine gives a fraction of peak)."""
+    a, b = torch.randn(4096, 2048, device=device), torch.randn(2048, 4096, device=device)
+    a @ b  # warm-up
+    seconds, _ = timed(lambda: a @ b, device)
+    return 2 * 4096 * 2048 * 4096 / seconds / 1e9
+
+
 def bench_k_center(args, device: str, release_steps: int) -> dict:
     g = torch.Generator().manual_seed(0)
     candidates = torch.randn(args.candidates, args.dim, generator=g)
@@ -128,13 +136,17 @@ def main() -> None:
         raise SystemExit("error: need 0 < --k < --candidates and 0 < --release_steps <= --k")
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results = {"threads": torch.get_num_threads(), "torch": torch.__version__, "k_center": [], "ecle": []}
+    results = {"threads": torch.get_num_threads(), "torch": torch.__version__, "k_center": [], "ecle": [],
+               "gemm_gflops_before": {d: gemm_gflops(d) for d in devices}}
     for device in devices:
         steps = args.release_steps_cuda if device == "cuda" else args.release_steps
         results["k_center"].append(bench_k_center(args, device, min(steps, args.k)))
         results["ecle"].append(bench_ecle(args, device))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    results["gemm_gflops_after"] = {d: gemm_gflops(d) for d in devices}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; float32 matmul GFLOPS before / after: "
+          + ", ".join(f"{d} {results['gemm_gflops_before'][d]:.0f} / {results['gemm_gflops_after'][d]:.0f}"
+                      for d in devices))
     print("\nK-center: K picks from C candidates, N covered, d dims (seconds)")
     print("| device | C | N | K | d | ours | Gram build | mat-vec step (ms) | mat-vec loop est. | "
           "release steps | release measured | release scaled to K | release / ours | first picks agree |")
