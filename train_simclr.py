@@ -27,11 +27,11 @@ from tqdm import tqdm
 
 from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset
 from data.sampler import EpochSampler, SeededViews
-from data.ood import IdOodDataset, build_ood_pool, default_sample_set
+from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
 from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, to_device
 from losses import dist_supcon, nt_xent_logits
 from models import MODEL_NAMES, build_simclr
-from sampling.colt import COLTState, select_by_clusters, select_by_neighbours
+from sampling.colt import COLTState, select_by_clusters, select_by_neighbours, select_random
 from sampling.tailness import raw_tailness
 from utils import distributed
 from utils.embed import embed_dataset, with_transform
@@ -108,11 +108,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--sup_weight", type=float, default=None,
                    help="weight of the distribution-level contrastive loss (default 0.2 CIFAR and synthetic, "
                         "0.01 ImageNet-100 / Places; 0 switches it off)")
-    g.add_argument("--ood_scorer", default="clusters", choices=["clusters", "neighbours"],
+    g.add_argument("--ood_scorer", default="clusters", choices=["clusters", "neighbours", "random"],
                    help="clusters: the released rule (reproduces the published numbers); neighbours: the "
-                        "paper's per-OOD score from the k nearest ID samples")
+                        "paper's per-OOD score from the k nearest ID samples; random: --budget uniformly random "
+                        "pool items each round (COLT's schedule, budget and loss: the random baseline)")
     g.add_argument("--ood_knn", type=int, default=10, help="neighbours per OOD item for --ood_scorer neighbours")
     g.add_argument("--embed_batch_size", type=int, default=512, help="batch size of the embedding passes")
+    g = p.add_argument_group("extra images chosen offline (MAK: sample_mak.py writes the split)")
+    g.add_argument("--additional_dataset", default=None,
+                   help="pool the extra images come from: 300K_random_images, image_list, imagenet-900, "
+                        "imagenet_places365_mix, folder or synthetic_pool (None = no extra images)")
+    g.add_argument("--additional_split", "--additional_dataset_split", dest="additional_split", default=None,
+                   help="the chosen items: an image list (image-list pools) or an index .npy into the pool; a "
+                        "path, or a name in splits/<pool>/ such as MAK/optimize_0.5lossR10_nearK10_coreR1.5_num10000_s10")
+    g.add_argument("--additional_data", default=None,
+                   help="the pool file of 300K_random_images (.npy) or the folder of a folder pool")
+    g.add_argument("--additional_dataset_root", default=None,
+                   help="image root of an image-list pool (default --data)")
+    g.add_argument("--additional_sup_weight", type=float, default=0.0,
+                   help="weight of the distribution-level loss between ID and extra images (default 0: the "
+                        "extra images are plain unlabeled images, as in MAK)")
     g = p.add_argument_group("monitoring")
     g.add_argument("--knn_every", type=int, default=0,
                    help="every this many epochs, log the weighted k-NN top-1 accuracy of the backbone features "
@@ -158,6 +173,14 @@ def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--checkpoint names the checkpoint to resume from: add --resume")
     if args.warmup < 0 or args.sup_weight < 0 or args.cluster_temperature <= 0 or not 0 <= args.beta < 1:
         parser.error("--warmup and --sup_weight must be >= 0, --cluster_temperature > 0, 0 <= --beta < 1")
+    if args.additional_dataset is not None and args.additional_dataset.lower() == "none":
+        args.additional_dataset = None  # the MAK launchers' spelling of "no extra images"
+    if args.additional_dataset and args.COLT:
+        parser.error("--additional_dataset (images chosen offline) and --COLT (chosen online) exclude each other")
+    if args.additional_dataset and not args.additional_split:
+        parser.error("--additional_dataset needs --additional_split: the chosen items")
+    if args.additional_sup_weight < 0:
+        parser.error(f"--additional_sup_weight must be >= 0, got {args.additional_sup_weight}")
     args.experiment = args.experiment or f"{args.dataset}_{'colt' if args.COLT else 'simclr'}"
     return args
 
@@ -209,14 +232,16 @@ def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.
     z2 = distributed.all_gather_with_grad(z[b:].float())
     logits, positive = nt_xent_logits(z1, z2, args.temperature)
     loss = F.cross_entropy(logits, positive)
-    if colt is not None:
+    sup_weight = args.sup_weight if colt is not None else getattr(args, "additional_sup_weight", 0.0)
+    if colt is not None or sup_weight > 0:
         meta = distributed.all_gather_variable(torch.stack([index, is_ood.long()], dim=1).to(device))
         global_index, global_ood = meta[:, 0], meta[:, 1].bool()
-        if args.sup_weight > 0 and global_ood.any():
-            loss = loss + args.sup_weight * dist_supcon(torch.cat([z1, z2]), torch.cat([global_ood, global_ood]),
-                                                        args.temperature)
-        raw = raw_tailness(logits.detach(), args.k_largest_logits)
-        colt.tracker.update(global_index[~global_ood], raw[~global_ood], epoch)
+        if sup_weight > 0 and global_ood.any():
+            loss = loss + sup_weight * dist_supcon(torch.cat([z1, z2]), torch.cat([global_ood, global_ood]),
+                                                   args.temperature)
+        if colt is not None:
+            raw = raw_tailness(logits.detach(), args.k_largest_logits)
+            colt.tracker.update(global_index[~global_ood], raw[~global_ood], epoch)
     return loss
 
 
@@ -259,11 +284,14 @@ def colt_round(model, train_set, ood_pool, colt: COLTState, args, info, logger, 
     """One COLT sampling round: embed ID and pool, choose ``budget`` pool items, record everything."""
     start = time.time()
     test_view = eval_transform(IMAGE_KIND[args.dataset])
-    id_embeddings, pool_embeddings = embed(model, train_set, args, info), embed(model, ood_pool, args, info)
+    if args.ood_scorer != "random":
+        id_embeddings, pool_embeddings = embed(model, train_set, args, info), embed(model, ood_pool, args, info)
     result = None
     if info.is_main:  # one process decides (k-means threads need not agree bit for bit), then broadcasts
         scores = colt.tracker.scores.cpu().numpy()
-        if args.ood_scorer == "clusters":
+        if args.ood_scorer == "random":
+            result = select_random(len(ood_pool), args.budget, seed=args.seed * 1_000_003 + colt.rounds_done)
+        elif args.ood_scorer == "clusters":
             result = select_by_clusters(id_embeddings, pool_embeddings, scores, args.budget,
                                         args.k_means_clusters, args.cluster_temperature,
                                         seed=args.seed + colt.rounds_done)
@@ -291,8 +319,8 @@ def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run
         for c, (size, share) in enumerate(zip(result.cluster_sizes, result.budgets)):
             logger.scalars({f"cluster{c}_size": int(size), f"cluster{c}_budget": int(share)}, epoch, "colt/")
     else:
-        logger.info(f"COLT round {r} (epoch {epoch}): {len(result.ood_indices)} OOD items by neighbour "
-                    f"tailness, {seconds:.1f}s")
+        rule = "uniformly at random" if args.ood_scorer == "random" else "by neighbour tailness"
+        logger.info(f"COLT round {r} (epoch {epoch}): {len(result.ood_indices)} OOD items {rule}, {seconds:.1f}s")
     logger.scalars({"round_seconds": seconds, "mean_tailness": float(np.nanmean(scores))}, epoch, "colt/")
     logger.histogram("colt/tailness", scores[~np.isnan(scores)], epoch)
     pool_view = with_transform(ood_pool, test_view)
@@ -366,6 +394,15 @@ def run(args, info: distributed.DistInfo) -> Path:
             if args.budget > len(ood_pool):
                 raise ValueError(f"--budget {args.budget} exceeds the OOD pool of {len(ood_pool)} images")
         train_data = IdOodDataset(train_set, ood_pool)
+        if args.additional_dataset:  # extra images chosen offline (MAK): fixed for the whole run
+            extra_pool, extra = build_additional_set(args.additional_dataset, args.additional_split,
+                                                     args.additional_data, args.data, args.additional_dataset_root)
+            if tuple(extra_pool[0][0].shape) != tuple(train_set[0][0].shape):
+                raise ValueError(f"the extra images are {tuple(extra_pool[0][0].shape)[1:]}, the training images "
+                                 f"{tuple(train_set[0][0].shape)[1:]} (C, H, W)")
+            train_data = IdOodDataset(train_set, extra_pool)
+            train_data.set_ood_indices(extra)
+            args.additional_items = len(extra)
         knn_test = build_test_set(args.dataset, args.data, args.testSplit) if args.knn_every else None
         EpochSampler(len(train_set), args.batch_size, info.world_size)  # checks the batch fits and divides
     except (FileNotFoundError, ValueError) as e:
@@ -387,7 +424,7 @@ def run(args, info: distributed.DistInfo) -> Path:
     # Model, optimiser, per-iteration schedule, COLT state.
     model = build_model(args, info)
     optimizer = build_optimizer(args.optimizer, model, args.lr, args.weight_decay, args.momentum)
-    total_steps, warmup_steps = schedule_steps(args, len(train_set))
+    total_steps, warmup_steps = schedule_steps(args, len(train_data))
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
     colt = COLTState(len(train_set), args.beta, args.warmup, args.sample_interval, info.device) if args.COLT else None
     start_epoch = 1
@@ -414,7 +451,8 @@ def run(args, info: distributed.DistInfo) -> Path:
     sampler, loader = make_loader()
 
     logger.info(f"{args.dataset}: {len(train_set)} training images"
-                f"{f', OOD pool of {len(ood_pool)} ({args.sample_set})' if ood_pool is not None else ''}, "
+                f"{f', OOD pool of {len(ood_pool)} ({args.sample_set})' if ood_pool is not None else ''}"
+                f"{f' + {len(train_data.ood_indices)} extra images ({args.additional_dataset})' if args.additional_dataset else ''}, "
                 f"{sampler.batches_per_epoch} steps/epoch of {args.batch_size} "
                 f"({info.world_size} process(es) on {info.device.type}); run dir {run_dir}")
     for epoch in range(start_epoch, args.epochs + 1):

@@ -179,3 +179,96 @@ class IdOodDataset(Dataset):
         j = int(self._ood_indices[i - n_id])
         image, label, _ = self.ood_pool[j]
         return image, label, j, True
+
+
+# Names the MAK release gives its image-list pools; each is an image list under --data.
+MAK_POOL_ALIASES = {"imagenet-900": "imagenet900", "imagenet900": "imagenet900",
+                    "imagenet_places365_mix": "imagenet_places365_mix"}
+POOL_NAMES = ("300K_random_images", "image_list", "folder", "synthetic_pool", *sorted(set(MAK_POOL_ALIASES.values())))
+
+
+def resolve_pool_file(path_or_name: str, pool: str, suffix: str) -> Path:
+    """A pool's file: a path, or a bare name looked up in ``splits/<pool>/`` (``ImageNet_900_train`` ->
+    ``splits/imagenet900/ImageNet_900_train.txt``)."""
+    from data.build import REPO_ROOT
+    path = Path(path_or_name).expanduser()
+    if path.exists():
+        return path
+    folder = REPO_ROOT / "splits" / pool
+    for candidate in (folder / path_or_name, folder / (path_or_name + suffix)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path_or_name!r} not found: it is not a path, nor a file in {folder}")
+
+
+def build_inference_set(name: str, split: str | None, data_root: str | None, root: str | None = None):
+    """Any dataset the framework reads, for feature inference: ``(dataset, identity)``.
+
+    ID datasets (synthetic, cifar10, cifar100, imagenet100, places, with aliases) take ``split`` as their
+    training split (``--trainSplit``). Pools: ``300K_random_images`` (``split`` = the .npy file),
+    ``image_list`` and the MAK release's pool names ``imagenet-900`` / ``imagenet_places365_mix`` (``split``
+    = a list of ``relative/path label`` lines under ``root`` or ``data_root``), ``folder`` (``split`` = the
+    folder), ``synthetic_pool`` (the embedded pool). ``identity`` names what was read, with absolute paths.
+    """
+    from data.build import build_train_set, resolve_data_root, resolve_split
+    key = name.strip().lower()
+    if key in MAK_POOL_ALIASES or key in ("image_list", "imagelist"):
+        pool = MAK_POOL_ALIASES.get(key, "image_list")
+        if not split:
+            raise ValueError(f"--inference_dataset_split is required for {name}: its list of 'relative/path label' lines")
+        image_root = root or data_root
+        if not image_root:
+            raise ValueError(f"--data (or --inference_dataset_root) is required for {name}: the image root of its list")
+        list_file = resolve_pool_file(split, pool, ".txt")
+        dataset = ImageListDataset(Path(image_root).expanduser(), list_file)
+        return dataset, {"dataset": pool, "role": "pool", "split": str(list_file.resolve()),
+                         "source": str(Path(image_root).expanduser().resolve())}
+    if key in ("synthetic_pool", "synthetic-pool"):
+        dataset = build_ood_pool("synthetic", None, "synthetic", data_root)
+        cache = resolve_data_root("synthetic", data_root)
+        return dataset, {"dataset": "synthetic_pool", "role": "pool", "split": None,
+                         "source": str(Path(cache).expanduser().resolve())}
+    try:
+        sample_set = canonical_sample_set(name)
+    except ValueError:
+        sample_set = None
+    if sample_set in ("300K_random_images", "folder"):
+        if not split:
+            raise ValueError(f"--inference_dataset_split is required for {sample_set}: the pool's "
+                             f"{'.npy file' if sample_set != 'folder' else 'folder'}")
+        path = Path(split).expanduser()
+        dataset = RandomImagesPool(path) if sample_set != "folder" else ImageFolderPool(path)
+        return dataset, {"dataset": sample_set, "role": "pool", "split": str(path.resolve()),
+                         "source": str(path.resolve())}
+    try:
+        dataset_name = canonical_dataset(name)
+    except ValueError:
+        raise ValueError(f"unknown --inference_dataset {name!r}: an ID dataset (synthetic, cifar10, cifar100, "
+                         f"imagenet100, places) or a pool ({', '.join(POOL_NAMES)}, imagenet-900, "
+                         f"imagenet_places365_mix)") from None
+    dataset = build_train_set(dataset_name, data_root, split)
+    split_path = resolve_split(split, dataset_name)
+    return dataset, {"dataset": dataset_name, "role": "id",
+                     "split": None if split_path is None else str(split_path.resolve()),
+                     "source": str(resolve_data_root(dataset_name, data_root).expanduser().resolve())}
+
+
+def build_additional_set(name: str, split: str, pool_data: str | None, data_root: str | None,
+                         root: str | None = None):
+    """``(pool, chosen positions)`` of the extra images chosen offline (``train_simclr.py --additional_*``).
+
+    Image-list pools: ``split`` is the list of chosen lines itself (what sample_mak.py writes for them), so
+    the pool is that list and every item is taken. Array and folder pools: ``pool_data`` is the pool
+    (.npy file or folder; the embedded pool needs none) and ``split`` an index .npy into it.
+    """
+    from data.datasets import load_split_file
+    key = name.strip().lower()
+    if key in MAK_POOL_ALIASES or key in ("image_list", "imagelist"):
+        dataset, _ = build_inference_set(name, split, data_root, root)
+        return dataset, np.arange(len(dataset), dtype=np.int64)
+    if key not in ("synthetic_pool", "synthetic-pool") and not pool_data:
+        raise ValueError(f"--additional_data is required for --additional_dataset {name}: the pool's .npy file "
+                         f"or folder (the split holds indices into it)")
+    pool, identity = build_inference_set(name, pool_data, data_root, root)
+    split_file = resolve_pool_file(split, identity["dataset"], ".npy")
+    return pool, load_split_file(split_file, len(pool))

@@ -130,3 +130,12 @@ class COLTState:
         self.tracker.load_state_dict(state["tracker"])
         self.rounds_done = int(state["rounds_done"])
         self.ood_indices = state["ood_indices"].numpy().astype(np.int64)
+
+
+def select_random(pool_size: int, budget: int, seed: int) -> RoundResult:
+    """The random baseline of a COLT round: ``budget`` distinct pool items drawn uniformly (seeded per round,
+    so a resumed run draws the same), sorted; no cluster owns them (-1)."""
+    if budget > pool_size:
+        raise ValueError(f"--budget {budget} exceeds the OOD pool of {pool_size} items")
+    chosen = np.sort(np.random.default_rng(seed).choice(pool_size, size=budget, replace=False)).astype(np.int64)
+    return RoundResult(ood_indices=chosen, ood_cluster=np.full(budget, -1, dtype=np.int64))

@@ -152,17 +152,11 @@ def zscore(x) -> np.ndarray:
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 
 
-def proximity(id_features, pool_features, num_clusters: int = 10, seed: int = 0,
-              device: str | torch.device = "cpu", chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    r"""Distance of each pool item to the ID set: ((M,) float64 distances, (num_clusters, d) centroids).
+def fit_centroids(id_features, num_clusters: int = 10, seed: int = 0) -> np.ndarray:
+    """k-means centroids of the ID set, L2-normalised: (num_clusters, d) float32.
 
     sklearn ``KMeans(num_clusters, random_state=seed, n_init=10)`` on the L2-normalised (float32, as
-    ``F.normalize``) ID backbone features gives centroids c, which are L2-normalised; with u the
-    normalised pool feature,
-
-    .. math:: \mathrm{dist}(u) = 1 - \max_c \cos(u, c),
-
-    computed ``chunk`` pool items at a time on ``device``.
+    ``F.normalize``) ID backbone features; the centroids are then normalised too.
     """
     from sklearn.cluster import KMeans  # imported here: only this function needs it
 
@@ -171,17 +165,35 @@ def proximity(id_features, pool_features, num_clusters: int = 10, seed: int = 0,
         raise ValueError(f"ID features must be (N, d), got shape {tuple(ids.shape)}")
     if not 1 <= num_clusters <= ids.shape[0]:
         raise ValueError(f"num_clusters must be in [1, {ids.shape[0]}] (the number of ID items), got {num_clusters}")
-    if len(pool_features.shape) != 2 or pool_features.shape[1] != ids.shape[1]:
-        raise ValueError(f"pool features must be (M, {ids.shape[1]}), got shape {tuple(pool_features.shape)}")
     kmeans = KMeans(n_clusters=num_clusters, random_state=seed, n_init=10).fit(ids.numpy())
-    centroids = _unit(kmeans.cluster_centers_, device)
+    return _unit(kmeans.cluster_centers_, "cpu").numpy()
+
+
+def centroid_distance(pool_features, centroids, device: str | torch.device = "cpu", chunk: int = 65536) -> np.ndarray:
+    r"""MAK's proximity of each pool item, (M,) float64: with u the normalised pool feature and c the
+    (normalised) centroids,
+
+    .. math:: \mathrm{dist}(u) = 1 - \max_c \cos(u, c),
+
+    computed ``chunk`` pool items at a time on ``device`` (so a pool may be streamed in blocks).
+    """
+    centroids = _unit(centroids, device)
+    if len(pool_features.shape) != 2 or pool_features.shape[1] != centroids.shape[1]:
+        raise ValueError(f"pool features must be (M, {centroids.shape[1]}), got shape {tuple(pool_features.shape)}")
     distance = []
     with torch.no_grad():
         for start in range(0, pool_features.shape[0], chunk):
             u = _unit(pool_features[start:start + chunk], device)
             distance.append((1 - (u @ centroids.T).amax(dim=1)).cpu())
-    out = torch.cat(distance).double().numpy() if distance else np.zeros(0)
-    return out, centroids.cpu().numpy()
+    return torch.cat(distance).double().numpy() if distance else np.zeros(0)
+
+
+def proximity(id_features, pool_features, num_clusters: int = 10, seed: int = 0,
+              device: str | torch.device = "cpu", chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of each pool item to the ID set: ((M,) float64 distances, (num_clusters, d) centroids);
+    ``fit_centroids`` then ``centroid_distance``."""
+    centroids = fit_centroids(id_features, num_clusters, seed)
+    return centroid_distance(pool_features, centroids, device, chunk), centroids
 
 
 def mak_score(ecle_values, distance, loss_weight: float = 0.5) -> np.ndarray:

@@ -1,0 +1,175 @@
+"""MAK step 2: features of every item of a dataset or pool from a pre-trained SimCLR checkpoint.
+
+    # the pool without augmentation, the long-tailed set without augmentation, the pool under R augmentations
+    python infer_features.py pool_noaug --checkpoint RUN/model.pt --inference_dataset 300K_random_images \
+        --inference_dataset_split ~/data/300K_random_images.npy --inference_noAug
+    python infer_features.py train_noaug --checkpoint RUN/model.pt --inference_dataset cifar10 --data ~/data \
+        --inference_dataset_split split1_D_i --inference_noAug
+    python infer_features.py pool_aug --checkpoint RUN/model.pt --inference_dataset 300K_random_images \
+        --inference_dataset_split ~/data/300K_random_images.npy --inference_repeat_time 10
+    torchrun --nproc_per_node=8 infer_features.py ...   # the chunks are shared out between the processes
+
+The encoder runs in eval mode. The output folder ``<save-dir>/<experiment>`` holds ``meta.json`` (the
+checkpoint and its SHA-256, dataset, split, augmentation) and one file per (pass, chunk of --chunk_size
+items) in dataset order, each written atomically: projection-head outputs always, backbone features for the
+pass without augmentation. A re-run skips the chunks already written, so an interrupted run resumes; it
+refuses a folder made from another checkpoint or with other settings. Augmented passes draw each item's
+augmentation from (--seed, pass, item), so the output does not depend on the number of processes.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data.ood import build_inference_set
+from data.sampler import SeededViews
+from data.views import eval_transform, simclr_augmentation, to_device
+from models.pretrained import load_simclr
+from utils import distributed
+from utils.feature_store import FeatureStore, file_sha256
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", nargs="?", default=None,
+                   help="output folder name under --save-dir (default: Infer_<dataset>_<split>[_noAug])")
+    p.add_argument("--checkpoint", required=True, help="pre-training checkpoint (model.pt or model_<epoch>.pt)")
+    p.add_argument("--inference_dataset", required=True,
+                   help="an ID dataset (synthetic, cifar10, cifar100, imagenet100, places) or a pool "
+                        "(300K_random_images, image_list, folder, synthetic_pool, imagenet-900, "
+                        "imagenet_places365_mix)")
+    p.add_argument("--inference_dataset_split", default=None,
+                   help="ID: the training split (as --trainSplit); 300K_random_images: the .npy file; "
+                        "image lists: the list (a path, or a bare name in splits/<pool>/); folder: the folder")
+    p.add_argument("--data", default=None, help="dataset root (ID datasets; the image root of image-list pools)")
+    p.add_argument("--inference_dataset_root", default=None, help="image root of an image-list pool (default --data)")
+    p.add_argument("--inference_repeat_time", type=int, default=10,
+                   help="passes with the training augmentation (ignored with --inference_noAug: one pass)")
+    p.add_argument("--inference_noAug", action="store_true",
+                   help="one pass with the test transform (writes backbone features and projections)")
+    p.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints",
+                   help="folder that holds inference output folders")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder of this name")
+    p.add_argument("--chunk_size", type=int, default=16384, help="items per output file")
+    p.add_argument("--batch_size", type=int, default=256, help="inference batch size per process")
+    p.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per process")
+    p.add_argument("--seed", type=int, default=1, help="seed of the augmented passes")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="inference device")
+    args = p.parse_args(argv)
+    for name in ("chunk_size", "batch_size", "inference_repeat_time"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        p.error(f"--num_workers must be >= 0, got {args.num_workers}")
+    if args.inference_noAug:
+        args.inference_repeat_time = 1
+    if args.experiment is None:
+        split = Path(args.inference_dataset_split).stem if args.inference_dataset_split else "all"
+        args.experiment = f"Infer_{args.inference_dataset}_{split}{'_noAug' if args.inference_noAug else ''}"
+    return args
+
+
+def unchanged(image: torch.Tensor) -> torch.Tensor:
+    return image
+
+
+def item_seed(seed: int, repeat: int, index: int) -> int:
+    """The augmentation seed of one item in one pass: independent of chunking and of the process count."""
+    return ((seed * 1_000_003 + repeat) * 1_000_000_007 + index) % (2**63 - 1)
+
+
+@torch.no_grad()
+def infer_chunk(net, dataset, start: int, stop: int, repeat: int, args, device, augment) -> dict:
+    """Features of items [start, stop) in one pass: ``proj`` always, ``feat`` without augmentation."""
+    keys = [(i, item_seed(args.seed, repeat, i)) for i in range(start, stop)]
+    loader = DataLoader(SeededViews(dataset, augment), batch_size=args.batch_size, sampler=keys,
+                        num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    proj, feat = [], []
+    for images, *_ in loader:
+        x = to_device(images, device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            h = net.features(x)
+            z = net.fc(h)
+        proj.append(z.float().cpu())
+        feat.append(h.float().cpu())
+    out = {"proj": torch.cat(proj).numpy()}
+    if not args.inference_noAug:
+        return out
+    out["feat"] = torch.cat(feat).numpy()
+    return out
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    info = distributed.init_distributed(args.device)
+    try:
+        return run(args, info)
+    finally:
+        distributed.cleanup()
+
+
+def run(args, info) -> Path:
+    try:
+        dataset, identity = build_inference_set(args.inference_dataset, args.inference_dataset_split, args.data,
+                                                args.inference_dataset_root)
+        net, pretrain_args = load_simclr(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    kind = "cifar" if net.conv1.kernel_size == (3, 3) else "imagenet"
+    image_size = tuple(dataset[0][0].shape[1:])
+    if kind == "cifar" and image_size != (32, 32):
+        raise SystemExit(f"error: the checkpoint is a 32x32 (CIFAR-stem) encoder but {args.inference_dataset} "
+                         f"has {image_size[0]}x{image_size[1]} images")
+    out_dir = Path(args.save_dir) / args.experiment
+    store = FeatureStore(out_dir)
+    meta = {**identity, "checkpoint": str(Path(args.checkpoint).resolve()),
+            "checkpoint_sha256": file_sha256(args.checkpoint) if info.is_main else None,
+            "augmentation": "none" if args.inference_noAug else "train", "repeats": args.inference_repeat_time,
+            "num_items": len(dataset), "chunk_size": args.chunk_size, "seed": args.seed, "image_kind": kind,
+            "kinds": ["proj", "feat"] if args.inference_noAug else ["proj"],
+            "dims": {"proj": net.fc.fc2.out_features, "feat": net.feature_dim},
+            "pretrain_experiment": pretrain_args.get("experiment"), "pretrain_dataset": pretrain_args.get("dataset"),
+            "pretrain_split": pretrain_args.get("trainSplit")}
+    error = None
+    if info.is_main:
+        try:
+            if args.overwrite and out_dir.exists():
+                shutil.rmtree(out_dir)
+            store.create(meta)
+        except ValueError as e:
+            error = str(e)
+    error = distributed.broadcast_object(error)
+    if error:
+        raise SystemExit(f"error: {error}")
+    meta = store.meta()
+
+    net = net.to(info.device).eval()
+    if info.device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    augment = (eval_transform(kind) or unchanged) if args.inference_noAug else simclr_augmentation(kind)
+    todo = store.missing(meta)[info.rank::info.world_size]
+    start = time.time()
+    for repeat, chunk in tqdm(todo, desc=f"inference {args.experiment}", disable=not info.is_main,
+                              dynamic_ncols=True):
+        lo, hi = store.chunk_range(chunk, meta)
+        store.write_chunk(repeat, chunk, **infer_chunk(net, dataset, lo, hi, repeat, args, info.device, augment))
+    distributed.barrier()
+    if info.is_main:
+        store.check_complete()
+        print(f"inference done: {len(dataset)} items x {meta['repeats']} pass(es) of {args.inference_dataset} "
+              f"in {time.time() - start:.1f}s; outputs in {out_dir}", flush=True)
+    return out_dir
+
+
+if __name__ == "__main__":
+    main()
