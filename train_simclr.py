@@ -71,8 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cpu: torchvision per image in DataLoader workers (as before); gpu: batched with "
                         "per-image parameters on the training device, array data (synthetic, CIFAR, array "
                         "pools) held there as uint8, no workers (file lists: workers decode and crop); "
-                        "without CUDA 'gpu' runs batched on the CPU; auto: gpu (also on CPU, where it was "
-                        "measured faster at the quickstart's settings, docs/benchmarks.md)")
+                        "without CUDA 'gpu' runs batched on the CPU; auto: gpu when CUDA is present, else cpu "
+                        "(on a 2-core CPU the per-image workers measured faster, docs/benchmarks.md)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, choices=sorted(MODEL_NAMES),
                    help="encoder (default: res18 for 32x32 data, res50 for ImageNet-100/Places)")
@@ -384,7 +384,7 @@ def run(args, info: distributed.DistInfo) -> Path:
     if info.is_main and not args.resume:
         write_args(args, run_dir / "args.json")
     kind = IMAGE_KIND[args.dataset]
-    batched = args.aug_device in ("gpu", "auto")
+    batched = args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
     views = TwoViews(simclr_crop(kind) if batched else simclr_augmentation(kind))
     id_on_device = None
     if batched and is_array_dataset(train_set) and (ood_pool is None or is_array_dataset(ood_pool)):
