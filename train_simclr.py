@@ -28,7 +28,9 @@ from tqdm import tqdm
 from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset
 from data.sampler import EpochSampler, SeededViews
 from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
-from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, to_device
+from data.device_loader import CroppedViewBatches, DeviceBatches, array_images, is_array_dataset
+from data.gpu_aug import aug_config
+from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, simclr_crop, to_device
 from losses import dist_supcon, nt_xent_logits
 from models import MODEL_NAMES, build_simclr
 from sampling.colt import COLTState, select_by_clusters, select_by_neighbours, select_random
@@ -65,6 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="long-tailed split: a .npy index file (CIFAR, synthetic) or an image list (ImageNet-100, "
                         "Places); a bare name is looked up in splits/<dataset>/ (default: the whole training set)")
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per GPU/process")
+    g.add_argument("--aug_device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="cpu: torchvision per image in DataLoader workers (as before); gpu: batched with "
+                        "per-image parameters on the training device, array data (synthetic, CIFAR, array "
+                        "pools) held there as uint8, no workers (file lists: workers decode and crop); "
+                        "without CUDA 'gpu' runs batched on the CPU; auto: gpu when CUDA is present, else cpu "
+                        "(on a 2-core CPU the per-image workers measured faster, docs/benchmarks.md)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, choices=sorted(MODEL_NAMES),
                    help="encoder (default: res18 for 32x32 data, res50 for ImageNet-100/Places)")
@@ -412,10 +420,21 @@ def run(args, info: distributed.DistInfo) -> Path:
     torch.manual_seed(args.seed)
     if info.is_main and not args.resume:
         write_args(args, run_dir / "args.json")
-    views = TwoViews(simclr_augmentation(IMAGE_KIND[args.dataset]))
+    kind = IMAGE_KIND[args.dataset]
+    batched = args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
+    views = TwoViews(simclr_crop(kind) if batched else simclr_augmentation(kind))
+    id_on_device = None
+    if batched and is_array_dataset(train_set) and (train_data.ood_pool is None or is_array_dataset(train_data.ood_pool)):
+        id_on_device = array_images(train_set).to(info.device)  # else workers decode and crop, as file lists
 
     def make_loader():  # again after every sampling round: the training set changes
         sampler = EpochSampler(len(train_data), args.batch_size, info.world_size, info.rank, seed=args.seed)
+        if id_on_device is not None:
+            return sampler, DeviceBatches(train_data, id_on_device, sampler, aug_config(kind), args.seed,
+                                          info.device)
+        if batched:
+            return sampler, CroppedViewBatches(train_data, views, sampler, aug_config(kind), args.seed,
+                                               info.device, args.num_workers)
         loader = DataLoader(SeededViews(train_data, views), batch_size=sampler.local_batch_size, sampler=sampler,
                             num_workers=args.num_workers, pin_memory=info.device.type == "cuda", drop_last=True,
                             persistent_workers=args.num_workers > 0)

@@ -11,6 +11,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
+from utils.device import to_device  # noqa: F401  (re-exported: the scripts import it from here)
+
 # Input resolution and the kind of augmentation each dataset uses.
 IMAGE_KIND = {"synthetic": "cifar", "cifar10": "cifar", "cifar100": "cifar",
               "imagenet100": "imagenet", "places": "imagenet"}
@@ -33,6 +35,12 @@ def simclr_augmentation(kind: str) -> v2.Compose:
     raise ValueError(f"unknown image kind {kind!r}")
 
 
+def simclr_crop(kind: str) -> v2.Compose:
+    """Only the random resized crop of ``simclr_augmentation`` (workers' part of the batched path for
+    file-list data; the rest runs batched on the device)."""
+    return v2.Compose(simclr_augmentation(kind).transforms[:1])
+
+
 def eval_transform(kind: str):
     """Deterministic evaluation view: identity at 32x32, resize 256 + centre crop 224 for ImageNet-size data."""
     if kind == "cifar":
@@ -50,11 +58,3 @@ class TwoViews:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.augmentation(image), self.augmentation(image)])
-
-
-def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 batch (..., C, H, W) -> float32 in [0, 1] on ``device`` (channels_last on CUDA)."""
-    images = images.to(device, non_blocking=True).float().div_(255)
-    if device.type == "cuda" and images.dim() == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images

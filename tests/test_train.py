@@ -44,9 +44,10 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch():
     assert after.item() < before.item()
 
 
-def test_outputs_and_bitwise_repeatability(synthetic_root, tmp_path):
-    a = train_simclr.main(tiny_args(synthetic_root, tmp_path / "a"))
-    b = train_simclr.main(tiny_args(synthetic_root, tmp_path / "b"))
+@pytest.mark.parametrize("aug_device", ["cpu", "gpu"])  # per-image workers / batched (on the CPU here)
+def test_outputs_and_bitwise_repeatability(synthetic_root, tmp_path, aug_device):
+    a = train_simclr.main(tiny_args(synthetic_root, tmp_path / "a", "--aug_device", aug_device))
+    b = train_simclr.main(tiny_args(synthetic_root, tmp_path / "b", "--aug_device", aug_device))
     for name in ("args.json", "log.txt", "model.pt", "model_2.pt"):
         assert (a / name).is_file(), name
     assert list((a / "tensorboard").glob("events.out.tfevents.*"))
@@ -56,8 +57,10 @@ def test_outputs_and_bitwise_repeatability(synthetic_root, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch):
-    straight = train_simclr.main(tiny_args(synthetic_root, tmp_path / "straight", "--epochs", "3"))
+@pytest.mark.parametrize("aug_device", ["cpu", "gpu"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, aug_device):
+    straight = train_simclr.main(tiny_args(synthetic_root, tmp_path / "straight", "--epochs", "3",
+                                           "--aug_device", aug_device))
     original = train_simclr.train_one_epoch
 
     def crash_in_epoch_3(*args, **kwargs):
@@ -67,10 +70,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(synthetic_root, tmp_pa
 
     monkeypatch.setattr(train_simclr, "train_one_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        train_simclr.main(tiny_args(synthetic_root, tmp_path / "resumed", "--epochs", "3"))
+        train_simclr.main(tiny_args(synthetic_root, tmp_path / "resumed", "--epochs", "3", "--aug_device", aug_device))
     monkeypatch.setattr(train_simclr, "train_one_epoch", original)
     assert torch.load(tmp_path / "resumed/run/model.pt", weights_only=True)["epoch"] == 2
-    resumed = train_simclr.main(tiny_args(synthetic_root, tmp_path / "resumed", "--epochs", "3", "--resume"))
+    resumed = train_simclr.main(tiny_args(synthetic_root, tmp_path / "resumed", "--epochs", "3", "--resume",
+                                          "--aug_device", aug_device))
     ws, wr = final_weights(straight), final_weights(resumed)
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
     assert "resumed from" in (resumed / "log.txt").read_text()

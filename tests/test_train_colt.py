@@ -53,9 +53,10 @@ def colt_args(root, save_dir, *extra):
 
 @pytest.mark.parametrize("interval,crash_epoch", [(1, 2), (2, 3)],
                          ids=["crash-in-the-epoch-that-sampled", "crash-right-after-a-round"])
+@pytest.mark.parametrize("aug_device", ["cpu", "gpu"])
 def test_resume_across_a_sampling_round_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch,
-                                                                     interval, crash_epoch):
-    extra = ("--epochs", "4", "--sample_interval", str(interval))
+                                                                     interval, crash_epoch, aug_device):
+    extra = ("--epochs", "4", "--sample_interval", str(interval), "--aug_device", aug_device)
     straight = train_simclr.main(colt_args(synthetic_root, tmp_path / "straight", *extra))
     original = train_simclr.train_one_epoch
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from data.views import to_device
+from utils.device import to_device
 from utils import distributed
 
 
@@ -32,11 +32,9 @@ def embed_dataset(model: torch.nn.Module, dataset, device: torch.device, batch_s
     was_training = net.training
     net.eval()
     shard = np.array_split(np.arange(len(dataset)), distributed.world_size())[distributed.rank()]
-    loader = DataLoader(Subset(dataset, shard.tolist()), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=device.type == "cuda")
     rows = []
-    for batch in loader:
-        x = to_device(batch[0], device)
+    for batch in _batches(dataset, shard, batch_size, num_workers, device):
+        x = to_device(batch, device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             z = net(x) if projection else net.features(x)
         rows.append(F.normalize(z.float(), dim=1))
@@ -48,6 +46,21 @@ def embed_dataset(model: torch.nn.Module, dataset, device: torch.device, batch_s
     out[order] = gathered
     net.train(was_training)
     return out
+
+
+def _batches(dataset, shard: np.ndarray, batch_size: int, num_workers: int, device: torch.device):
+    """uint8 batches of the shard's images: sliced straight out of the (memory-mapped) array for an array
+    dataset with no per-item transform (no DataLoader, no per-item copies), else from a DataLoader."""
+    images, indices = getattr(dataset, "images", None), getattr(dataset, "indices", None)
+    if isinstance(images, np.ndarray) and indices is not None and getattr(dataset, "transform", None) is None:
+        for start in range(0, len(shard), batch_size):
+            source = indices[shard[start:start + batch_size]]
+            yield torch.from_numpy(np.ascontiguousarray(images[source])).permute(0, 3, 1, 2)
+        return
+    loader = DataLoader(Subset(dataset, shard.tolist()), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, pin_memory=device.type == "cuda")
+    for batch in loader:
+        yield batch[0]
 
 
 def _output_dim(net, projection: bool) -> int:

@@ -1,0 +1,196 @@
+"""Benchmark of every training stage against the model's own limit; prints a table and writes JSON.
+
+    python bench/bench_train.py --quick          # this CPU, under 2 minutes
+    python bench/bench_train.py                  # a GPU: the papers' batch 512, ResNet-18, 300K pool
+
+Stages: (1) model only: forward + backward + SGD step on device-resident random views (bf16 autocast and
+channels_last on CUDA); (2) full SimCLR step with the per-image pipeline (DataLoader workers, as
+train_simclr --aug_device cpu) and with the batched pipeline (--aug_device gpu), images/s and ratio to
+(1); (3) SimCLR+COLT step (tailness update, distribution loss) as a ratio to the plain step; (4) one COLT
+sampling round (embed ID + pool, k-means, budgets, selection) in seconds and as a fraction of one
+training epoch over the same ID + budget images; (5) peak host and device memory. Also the augmentation
+alone per image / batched, and --compile.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torchvision
+from torch.utils.data import DataLoader
+
+import train_simclr
+from data.datasets import ArrayImageDataset
+from data.device_loader import DeviceBatches, array_images
+from data.gpu_aug import aug_config, two_views
+from data.ood import IdOodDataset
+from data.sampler import EpochSampler, SeededViews
+from data.views import TwoViews, simclr_augmentation
+from models import build_simclr
+from sampling.colt import COLTState, select_by_clusters
+from utils.embed import embed_dataset
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CPU sizes: width 16, batch 128, pool 20,000 + 2,000 ID")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure")
+    p.add_argument("--batch_size", type=int, default=0, help="global batch (default 512, 128 with --quick)")
+    p.add_argument("--width", type=int, default=0, help="ResNet-18 width (default 64, 16 with --quick)")
+    p.add_argument("--steps", type=int, default=0, help="timed steps per stage (default 20, 3 with --quick)")
+    p.add_argument("--num_workers", type=int, default=2, help="DataLoader workers of the per-image pipeline")
+    p.add_argument("--pool", type=int, default=0, help="OOD pool size (default 300000, 20000 with --quick)")
+    p.add_argument("--n_id", type=int, default=0, help="ID images (default 12000, 2000 with --quick)")
+    p.add_argument("--budget", type=int, default=0, help="OOD images per round (default 10000, 1000 quick)")
+    p.add_argument("--compile", action="store_true", help="also time the model-only step under torch.compile")
+    p.add_argument("--out", default="bench/bench_train.json", help="JSON output")
+    a = p.parse_args(argv)
+    q = a.quick
+    a.batch_size = a.batch_size or (128 if q else 512)
+    a.width = a.width or (16 if q else 64)
+    a.steps = a.steps or (3 if q else 20)
+    a.pool, a.n_id = a.pool or (20000 if q else 300000), a.n_id or (2000 if q else 12000)
+    a.budget = a.budget or (1000 if q else 10000)
+    return a
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_steps(step, n: int, device) -> float:
+    """Seconds per call of ``step`` over n calls after one warm-up call."""
+    step(0)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(n):
+        step(i + 1)
+    sync(device)
+    return (time.perf_counter() - start) / n
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          a.device if a.device != "auto" else "cpu")
+    torch.manual_seed(0)
+    targs = train_simclr.parse_args(["--temperature", "0.2", "--sup_weight", "0.2", "--k_largest_logits", "10"])
+    model = build_simclr("res18", width=a.width, cifar_stem=True, output_ch=128).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    b = a.batch_size
+    rng = np.random.default_rng(0)
+    id_set = ArrayImageDataset(rng.integers(0, 256, (a.n_id, 32, 32, 3), dtype=np.uint8),
+                               rng.integers(0, 10, a.n_id))
+    rows, out = [], {}
+
+    def train_step(views, colt=None, index=None, is_ood=None):
+        loss = train_simclr.contrastive_loss(model, views, targs, device, is_ood, index, colt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    # (1) model only
+    random_views = torch.rand(b, 2, 3, 32, 32, device=device)
+    t_model = timed_steps(lambda i: train_step(random_views), a.steps, device)
+    out["model_only_img_s"] = b / t_model
+    rows.append(("(1) model only (fwd+bwd+SGD)", b / t_model, 1.0))
+    if a.compile:
+        compiled = torch.compile(model)
+        def step_c(i):
+            loss = train_simclr.contrastive_loss(compiled, random_views, targs, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        t_c = timed_steps(step_c, a.steps, device)
+        out["compiled_img_s"] = b / t_c
+        rows.append(("(1c) model only, torch.compile", b / t_c, t_model / t_c))
+
+    # (2a) per-image pipeline: DataLoader workers, as train_simclr --aug_device cpu
+    data = IdOodDataset(id_set)
+    sampler = EpochSampler(len(data), b, seed=1)
+    sampler.set_epoch(1)
+    loader = DataLoader(SeededViews(data, TwoViews(simclr_augmentation("cifar"))), batch_size=b, sampler=sampler,
+                        num_workers=a.num_workers, drop_last=True, persistent_workers=a.num_workers > 0,
+                        pin_memory=device.type == "cuda")
+    it = iter(loader)
+    t_cpu = timed_steps(lambda i: train_step(next(it)[0]), min(a.steps, len(loader) - 1), device)
+    del it, loader
+    rows.append((f"(2a) SimCLR step, per-image aug ({a.num_workers} workers)", b / t_cpu, t_model / t_cpu))
+    out["per_image_step_img_s"] = b / t_cpu
+    # (2b) batched pipeline: device-resident uint8 data, index gather, batched augmentation
+    batches = DeviceBatches(data, array_images(id_set).to(device), sampler, aug_config("cifar"), 1, device)
+    it = iter(batches)
+    t_gpu = timed_steps(lambda i: train_step(next(it)[0]), min(a.steps, len(batches) - 1), device)
+    rows.append(("(2b) SimCLR step, batched aug on device", b / t_gpu, t_model / t_gpu))
+    out["batched_step_img_s"] = b / t_gpu
+    out["batched_over_per_image"] = t_cpu / t_gpu
+
+    # augmentation alone (one process, no model)
+    views = TwoViews(simclr_augmentation("cifar"))
+    imgs = array_images(id_set, np.arange(b))
+    start = time.perf_counter()
+    for k in range(b):
+        views(imgs[k])
+    t_aug_cpu = time.perf_counter() - start
+    dev_imgs = imgs.to(device)
+    t_aug_b = timed_steps(lambda i: two_views(dev_imgs, aug_config("cifar"), 1, 1, i), a.steps, device)
+    rows.append(("aug only, per image (1 thread, 2 views)", b / t_aug_cpu, float("nan")))
+    rows.append(("aug only, batched (2 views)", b / t_aug_b, float("nan")))
+    out["aug_per_image_img_s"], out["aug_batched_img_s"] = b / t_aug_cpu, b / t_aug_b
+
+    # (3) SimCLR+COLT step vs plain, on the same random views (a quarter of the batch OOD)
+    colt = COLTState(a.n_id, 0.97, 0, 25, device)
+    index = torch.arange(b) % a.n_id
+    is_ood = torch.arange(b) >= 3 * b // 4
+    t_colt = timed_steps(lambda i: train_step(random_views, colt, index, is_ood), a.steps, device)
+    rows.append(("(3) SimCLR+COLT step (ratio = time / plain)", b / t_colt, t_colt / t_model))
+    out["colt_over_plain"] = t_colt / t_model
+
+    # (4) one COLT round: embed ID and pool, k-means, budgets, selection
+    pool = ArrayImageDataset(rng.integers(0, 256, (a.pool, 32, 32, 3), dtype=np.uint8))
+    scores = rng.random(a.n_id)
+    sync(device)
+    start = time.perf_counter()
+    id_emb = embed_dataset(model, id_set, device, batch_size=2048)
+    pool_emb = embed_dataset(model, pool, device, batch_size=2048)
+    t_embed = time.perf_counter() - start
+    select_by_clusters(id_emb, pool_emb, scores, a.budget, 10, 1.0, seed=0)
+    t_round = time.perf_counter() - start
+    epoch_s = (a.n_id + a.budget) / (b / t_gpu)
+    rows.append((f"(4) COLT round, {a.pool} pool + {a.n_id} ID: {t_round:.1f}s (embed {t_embed:.1f}s); "
+                 f"fraction of an epoch", float("nan"), t_round / epoch_s))
+    out.update(round_s=t_round, embed_s=t_embed, round_over_epoch=t_round / epoch_s)
+
+    # (5) memory
+    out["peak_host_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    dev_mib = "n/a" if out["peak_device_mib"] is None else f"{out['peak_device_mib']:.0f} MiB"
+    rows.append((f"(5) peak host {out['peak_host_mib']:.0f} MiB, device {dev_mib}", float("nan"), float("nan")))
+
+    out.update(device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+               torch=torch.__version__, torchvision=torchvision.__version__, threads=torch.get_num_threads(),
+               batch_size=b, width=a.width, steps=a.steps, date=time.strftime("%Y-%m-%d"))
+    print(f"{out['date']} device {out['device']} ({device.type}, {out['threads']} threads), torch {out['torch']}, "
+          f"torchvision {out['torchvision']}, batch {b}, ResNet-18 width {a.width}")
+    print("| stage | images/s | ratio |\n|---|---|---|")
+    for name, ips, ratio in rows:
+        print(f"| {name} | {'' if ips != ips else f'{ips:.0f}'} | {'' if ratio != ratio else f'{ratio:.2f}'} |")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

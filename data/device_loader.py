@@ -1,0 +1,87 @@
+"""Training batches for the batched augmentation path (``--aug_device gpu``).
+
+Array datasets (synthetic, CIFAR, an array OOD pool): the ID images and the chosen OOD items live on the
+training device as one uint8 (N, 3, H, W) tensor; a batch is an index gather in the order of
+``EpochSampler.epoch_order()`` (the per-image path's order) and both views are made there by
+``data.gpu_aug.two_views``, so there are no DataLoader workers. File-list datasets (ImageNet-100, Places)
+keep decoding in workers, which also do the random resized crop to a fixed size; flip, jitter, grayscale
+and blur run batched on the device. Views come out as float32 in [0, 1] on the device.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from data.datasets import ArrayImageDataset
+from data.gpu_aug import AugConfig, two_views
+from data.ood import IdOodDataset
+from data.sampler import EpochSampler, SeededViews
+
+
+def is_array_dataset(dataset) -> bool:
+    return isinstance(dataset, ArrayImageDataset)
+
+
+def array_images(dataset: ArrayImageDataset, positions=None) -> torch.Tensor:
+    """uint8 (n, 3, H, W) CPU tensor of the dataset's items at ``positions`` (all if None), read in sorted
+    source order (a memory-mapped pool is read sequentially) and returned in the order asked."""
+    source = dataset.indices if positions is None else dataset.indices[np.asarray(positions, dtype=np.int64)]
+    order = np.argsort(source, kind="stable")
+    pixels = np.empty((len(source),) + dataset.images.shape[1:], dtype=np.uint8)
+    pixels[order] = dataset.images[source[order]]
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+
+class DeviceBatches:
+    """Iterates one epoch of ``(views, None, index, is_ood)`` like the per-image DataLoader, for
+    ``IdOodDataset`` over array datasets; ``images`` is the ID set already on the device (kept across
+    sampling rounds), the chosen OOD items are gathered and moved here."""
+
+    def __init__(self, data: IdOodDataset, id_images: torch.Tensor, sampler: EpochSampler, config: AugConfig,
+                 seed: int, device: torch.device):
+        self.sampler, self.config, self.seed, self.device = sampler, config, seed, device
+        self.n_id = data.n_id
+        self.ood_indices = torch.as_tensor(np.array(data.ood_indices), dtype=torch.int64)
+        images = id_images
+        if len(self.ood_indices):
+            chosen = array_images(data.ood_pool, data.ood_indices).to(device)
+            images = torch.cat([id_images, chosen])
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.sampler.batches_per_epoch
+
+    def __iter__(self):
+        order, _ = self.sampler.epoch_order()
+        b = self.sampler.local_batch_size
+        is_ood = order >= self.n_id
+        source = torch.where(is_ood, self.ood_indices[(order - self.n_id).clamp(min=0)] if len(self.ood_indices)
+                             else order, order)
+        gather = order.to(self.device)
+        for step in range(len(self)):
+            sl = slice(step * b, (step + 1) * b)
+            views = two_views(self.images[gather[sl]], self.config, self.seed, self.sampler.epoch, step,
+                              self.sampler.rank, self.sampler.world_size)
+            yield views.div_(255), None, source[sl], is_ood[sl]
+
+
+class CroppedViewBatches:
+    """File-list datasets: workers decode and crop both views (per-image seeds, as the per-image path);
+    flip, jitter, grayscale and blur are batched on the device."""
+
+    def __init__(self, data, crop_views, sampler: EpochSampler, config: AugConfig, seed: int,
+                 device: torch.device, num_workers: int):
+        self.sampler, self.config, self.seed, self.device = sampler, config, seed, device
+        self.loader = DataLoader(SeededViews(data, crop_views), batch_size=sampler.local_batch_size,
+                                 sampler=sampler, num_workers=num_workers, pin_memory=device.type == "cuda",
+                                 drop_last=True, persistent_workers=num_workers > 0)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for step, (crops, labels, index, is_ood) in enumerate(self.loader):
+            views = two_views(crops.to(self.device, non_blocking=True), self.config, self.seed,
+                              self.sampler.epoch, step, self.sampler.rank, self.sampler.world_size, crop=False)
+            yield views.div_(255), labels, index, is_ood
