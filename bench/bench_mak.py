@@ -126,12 +126,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10, help="ECLE repeats per pair")
     p.add_argument("--ecle_dim", type=int, default=128, help="projection dimension for ECLE")
     p.add_argument("--batch_size", type=int, default=512, help="ECLE batch size")
+    p.add_argument("--parts", default="kcenter,ecle", help="comma-separated parts to run: kcenter, ecle")
     p.add_argument("--out", default="runs/bench/bench_mak.json", help="JSON file for the results")
     args = p.parse_args()
     if args.quick:
         args.candidates, args.covered, args.k, args.dim = 1500, 1200, 1000, 256
         args.release_steps, args.release_steps_cuda = 20, 20
         args.ecle_n, args.passes, args.repeats = 2000, 4, 2
+    parts = set(args.parts.split(","))
+    if not parts or not parts <= {"kcenter", "ecle"}:
+        raise SystemExit(f"error: --parts must name kcenter and/or ecle, got {args.parts!r}")
     if not 0 < args.k < args.candidates or not 0 < args.release_steps <= args.k:
         raise SystemExit("error: need 0 < --k < --candidates and 0 < --release_steps <= --k")
 
@@ -140,30 +144,34 @@ def main() -> None:
                "gemm_gflops_before": {d: gemm_gflops(d) for d in devices}}
     for device in devices:
         steps = args.release_steps_cuda if device == "cuda" else args.release_steps
-        results["k_center"].append(bench_k_center(args, device, min(steps, args.k)))
-        results["ecle"].append(bench_ecle(args, device))
+        if "kcenter" in parts:
+            results["k_center"].append(bench_k_center(args, device, min(steps, args.k)))
+        if "ecle" in parts:
+            results["ecle"].append(bench_ecle(args, device))
 
     results["gemm_gflops_after"] = {d: gemm_gflops(d) for d in devices}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; float32 matmul GFLOPS before / after: "
           + ", ".join(f"{d} {results['gemm_gflops_before'][d]:.0f} / {results['gemm_gflops_after'][d]:.0f}"
                       for d in devices))
-    print("\nK-center: K picks from C candidates, N covered, d dims (seconds)")
-    print("| device | C | N | K | d | ours | Gram build | mat-vec step (ms) | mat-vec loop est. | "
-          "release steps | release measured | release scaled to K | release / ours | first picks agree |")
-    print("|---" * 14 + "|")
-    for r in results["k_center"]:
-        print(f"| {r['device']} | {r['C']} | {r['N']} | {r['K']} | {r['d']} | {r['ours_s']:.2f} | "
-              f"{r['gram_build_s']:.2f} | {r['matvec_step_ms']:.2f} | {r['matvec_loop_est_s']:.1f} | "
-              f"{r['release_steps']} | {r['release_measured_s']:.2f} | {r['release_scaled_s']:.0f} | "
-              f"{r['speedup']:.0f}x | {r['first_picks_agree']} |")
-    print("release scaled = measured * sum_{s<K} (C-s)(N+s) / sum_{s<S} (C-s)(N+s)")
-    print("\nECLE: R passes, all pairs x repeats, batch B (seconds)")
-    print("| device | N | R | pairs x repeats | d | B | measured | per 100,000 items |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results["ecle"]:
-        print(f"| {r['device']} | {r['N']} | {r['R']} | {r['pairs']} x {r['repeats']} | {r['d']} | {r['B']} | "
-              f"{r['measured_s']:.1f} | {r['per_100k_s']:.0f} |")
-    print("per 100,000 = measured * 100000 / N")
+    if results["k_center"]:
+        print("\nK-center: K picks from C candidates, N covered, d dims (seconds)")
+        print("| device | C | N | K | d | ours | Gram build | mat-vec step (ms) | mat-vec loop est. | "
+              "release steps | release measured | release scaled to K | release / ours | first picks agree |")
+        print("|---" * 14 + "|")
+        for r in results["k_center"]:
+            print(f"| {r['device']} | {r['C']} | {r['N']} | {r['K']} | {r['d']} | {r['ours_s']:.2f} | "
+                  f"{r['gram_build_s']:.2f} | {r['matvec_step_ms']:.2f} | {r['matvec_loop_est_s']:.1f} | "
+                  f"{r['release_steps']} | {r['release_measured_s']:.2f} | {r['release_scaled_s']:.0f} | "
+                  f"{r['speedup']:.0f}x | {r['first_picks_agree']} |")
+        print("release scaled = measured * sum_{s<K} (C-s)(N+s) / sum_{s<S} (C-s)(N+s)")
+    if results["ecle"]:
+        print("\nECLE: R passes, all pairs x repeats, batch B (seconds)")
+        print("| device | N | R | pairs x repeats | d | B | measured | per 100,000 items |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in results["ecle"]:
+            print(f"| {r['device']} | {r['N']} | {r['R']} | {r['pairs']} x {r['repeats']} | {r['d']} | {r['B']} | "
+                  f"{r['measured_s']:.1f} | {r['per_100k_s']:.0f} |")
+        print("per 100,000 = measured * 100000 / N")
     atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=2).encode()))
     print(f"\nwrote {args.out}")
 
