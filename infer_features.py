@@ -14,7 +14,8 @@ checkpoint and its SHA-256, dataset, split, augmentation) and one file per (pass
 items) in dataset order, each written atomically: projection-head outputs always, backbone features for the
 pass without augmentation. A re-run skips the chunks already written, so an interrupted run resumes; it
 refuses a folder made from another checkpoint or with other settings. Augmented passes draw each item's
-augmentation from (--seed, pass, item), so the output does not depend on the number of processes.
+augmentation from (--seed, pass, item) (32x32 array data: batched on the device, per image from
+(--seed, pass, chunk)), so the output does not depend on the number of processes.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from data.device_loader import array_images, is_array_dataset
+from data.gpu_aug import augment as augment_batch, aug_config, batch_generator, sample_params
 from data.ood import build_inference_set
 from data.sampler import SeededViews
 from data.views import eval_transform, simclr_augmentation, to_device
@@ -88,14 +91,38 @@ def item_seed(seed: int, repeat: int, index: int) -> int:
     return ((seed * 1_000_003 + repeat) * 1_000_000_007 + index) % (2**63 - 1)
 
 
-@torch.no_grad()
-def infer_chunk(net, dataset, start: int, stop: int, repeat: int, args, device, augment) -> dict:
-    """Features of items [start, stop) in one pass: ``proj`` always, ``feat`` without augmentation."""
+def array_batches(dataset, start: int, stop: int, repeat: int, chunk: int, args, device):
+    """32x32 array data (CIFAR, the 300K pool, the embedded data): the chunk is sliced straight from the
+    (memory-mapped) array; augmented passes run the batched augmentation on ``device``, its per-image
+    parameters drawn for the whole chunk from (--seed, pass, chunk), so batches and processes do not matter."""
+    images = array_images(dataset, np.arange(start, stop))
+    params = None
+    if not args.inference_noAug:
+        config = aug_config("cifar")
+        params = sample_params(len(images), images.shape[2], images.shape[3], config,
+                               batch_generator(args.seed, repeat, chunk))
+    for b in range(0, len(images), args.batch_size):
+        x = images[b:b + args.batch_size].to(device)
+        if params is not None:
+            x = augment_batch(x, params[b:b + args.batch_size], config).div_(255)
+        yield x
+
+
+def item_batches(dataset, start: int, stop: int, repeat: int, args, device, transform):
+    """Any dataset, one item at a time in DataLoader workers (file lists: decode, then ``transform``),
+    each item's augmentation seeded by (--seed, pass, item)."""
     keys = [(i, item_seed(args.seed, repeat, i)) for i in range(start, stop)]
-    loader = DataLoader(SeededViews(dataset, augment), batch_size=args.batch_size, sampler=keys,
+    loader = DataLoader(SeededViews(dataset, transform), batch_size=args.batch_size, sampler=keys,
                         num_workers=args.num_workers, pin_memory=device.type == "cuda")
-    proj, feat = [], []
     for images, *_ in loader:
+        yield images
+
+
+@torch.no_grad()
+def infer_chunk(net, batches, args, device) -> dict:
+    """Features of one chunk in one pass: ``proj`` always, ``feat`` without augmentation."""
+    proj, feat = [], []
+    for images in batches:
         x = to_device(images, device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             h = net.features(x)
@@ -159,10 +186,13 @@ def run(args, info) -> Path:
     augment = (eval_transform(kind) or unchanged) if args.inference_noAug else simclr_augmentation(kind)
     todo = store.missing(meta)[info.rank::info.world_size]
     start = time.time()
+    direct = kind == "cifar" and is_array_dataset(dataset) and dataset.transform is None
     for repeat, chunk in tqdm(todo, desc=f"inference {args.experiment}", disable=not info.is_main,
                               dynamic_ncols=True):
         lo, hi = store.chunk_range(chunk, meta)
-        store.write_chunk(repeat, chunk, **infer_chunk(net, dataset, lo, hi, repeat, args, info.device, augment))
+        batches = array_batches(dataset, lo, hi, repeat, chunk, args, info.device) if direct else \
+            item_batches(dataset, lo, hi, repeat, args, info.device, augment)
+        store.write_chunk(repeat, chunk, **infer_chunk(net, batches, args, info.device))
     distributed.barrier()
     if info.is_main:
         store.check_complete()
