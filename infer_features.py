@@ -104,7 +104,7 @@ def array_batches(dataset, start: int, stop: int, repeat: int, chunk: int, args,
     for b in range(0, len(images), args.batch_size):
         x = images[b:b + args.batch_size].to(device)
         if params is not None:
-            x = augment_batch(x, params[b:b + args.batch_size], config).div_(255)
+            x = augment_batch(x, params[b:b + args.batch_size], config)  # float levels, as to_device takes
         yield x
 
 
