@@ -5,7 +5,8 @@ training device as one uint8 (N, 3, H, W) tensor; a batch is an index gather in 
 ``EpochSampler.epoch_order()`` (the per-image path's order) and both views are made there by
 ``data.gpu_aug.two_views``, so there are no DataLoader workers. File-list datasets (ImageNet-100, Places)
 keep decoding in workers, which also do the random resized crop to a fixed size; flip, jitter, grayscale
-and blur run batched on the device. Views come out as float32 in [0, 1] on the device.
+and blur run batched on the device. Views come out as float32 whole levels in [0, 255] on the device;
+``utils.device.to_device`` turns them into the model's input as it does uint8 views.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class DeviceBatches:
             sl = slice(step * b, (step + 1) * b)
             views = two_views(self.images[gather[sl]], self.config, self.seed, self.sampler.epoch, step,
                               self.sampler.rank, self.sampler.world_size)
-            yield views.div_(255), None, source[sl], is_ood[sl]
+            yield views, None, source[sl], is_ood[sl]
 
 
 class CroppedViewBatches:
@@ -84,4 +85,4 @@ class CroppedViewBatches:
         for step, (crops, labels, index, is_ood) in enumerate(self.loader):
             views = two_views(crops.to(self.device, non_blocking=True), self.config, self.seed,
                               self.sampler.epoch, step, self.sampler.rank, self.sampler.world_size, crop=False)
-            yield views.div_(255), labels, index, is_ood
+            yield views, labels, index, is_ood

@@ -1,9 +1,8 @@
 """SimCLR augmentations, split into a per-sample step and a per-batch step.
 
 Per sample (in DataLoader workers): uint8 CHW in, two augmented uint8 views out, stacked as (2, C, H, W).
-Per batch (on the training device): uint8 -> float in [0, 1], channels_last on CUDA.
+Per batch (on the training device): uint8 -> the normalised float input (``utils.device.to_device``).
 Images stay uint8 until the device, so workers and host-to-device copies move a quarter of the bytes.
-A batched GPU augmentation can later replace the per-sample step by moving its work into ``to_device``.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import train_simclr
 from data.synthetic import load_synthetic
 from tests.multiprocess import run_processes
 from tests.test_train import REPO_ROOT, synthetic_root, tiny_args  # noqa: F401 (fixture)
+from utils.device import to_device
 from utils.feature_store import FeatureStore
 
 
@@ -77,7 +78,6 @@ def test_inference_writes_every_item_in_dataset_order(setup, inferred):
     # rows in dataset order: item i's features are the encoder's output for pool image i
     from models.pretrained import load_simclr
     net, _ = load_simclr(setup["ckpt"])
-    from utils.device import to_device
     images = to_device(torch.from_numpy(np.load(setup["pool"])[[0, 77]]).permute(0, 3, 1, 2), torch.device("cpu"))
     with torch.no_grad():
         expected = net.eval().features(images).numpy()
