@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np  # noqa: E402
 
 from utils.checkpoint import atomic_write  # noqa: E402
+from utils.cli import HelpFormatter  # noqa: E402
 
 METRICS = ("all", "many", "medium", "few", "std")
 SHOTS = ("full", "few")
@@ -163,7 +164,7 @@ def plot_groups(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", help="results.json files or folders that hold them")
     p.add_argument("--out", required=True, help="folder for table.md, table.csv, per_class.png, groups.png")
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""SimCLR pre-training on a long-tailed split.
+r"""SimCLR pre-training on a long-tailed split.
 
     python train_simclr.py [EXPERIMENT] --dataset synthetic --epochs 10 --width 16
     torchrun --nproc_per_node=8 train_simclr.py EXPERIMENT --dataset cifar10 --data ~/data \
@@ -35,9 +35,11 @@ from sampling.colt import COLTState, select_by_clusters, select_by_neighbours
 from sampling.tailness import raw_tailness
 from utils import distributed
 from utils.embed import embed_dataset, with_transform
+from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 from utils.knn import knn_predict
 from utils.checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from utils.logger import RunLogger, write_args
+from utils.cli import HelpFormatter
+from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
 from utils.schedule import build_scheduler
 
@@ -50,7 +52,7 @@ SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", bud
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_simclr)")
     g = p.add_argument_group("data")
@@ -132,6 +134,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--save_freq", type=int, default=100, help="also keep model_<epoch>.pt every this many epochs")
     g.add_argument("--print_freq", type=int, default=10, help="log every this many steps")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="training device")
+    g.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
     args = p.parse_args(argv)
     return finalise_args(p, args)
 
@@ -203,7 +206,7 @@ def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.
     """
     b = views.shape[0]
     x = to_device(torch.cat([views[:, 0], views[:, 1]]), device)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device, args.precision):
         z = model(x)
     z1 = distributed.all_gather_with_grad(z[:b].float())
     z2 = distributed.all_gather_with_grad(z[b:].float())
@@ -225,7 +228,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
     model.train()
     steps = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
     loss_sum, seen, start = torch.zeros((), device=info.device), 0, time.time()
-    bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=not info.is_main, leave=False,
+    bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=progress_disabled(info.is_main), leave=False,
                dynamic_ncols=True)
     for step, (views, _labels, index, is_ood) in enumerate(loader):
         if step == steps:
@@ -252,7 +255,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
 def embed(model, dataset, args, info, projection: bool = True) -> torch.Tensor:
     """Normalised embeddings of a whole dataset under the test transform, identical on every rank."""
     view = with_transform(dataset, eval_transform(IMAGE_KIND[args.dataset]))
-    return embed_dataset(model, view, info.device, args.embed_batch_size, args.num_workers, projection=projection)
+    return embed_dataset(model, view, info.device, args.embed_batch_size, args.num_workers, projection=projection,
+                         precision=args.precision)
 
 
 def colt_round(model, train_set, ood_pool, colt: COLTState, args, info, logger, run_dir: Path, epoch: int):
