@@ -91,3 +91,30 @@ def test_log_lines_never_share_a_line_with_a_progress_bar(tmp_path, monkeypatch,
     assert any(line.endswith("epoch 1/1 loss 1.2346") for line in out.splitlines())
     assert (tmp_path / "log.txt").read_text().strip().endswith("epoch 1/1 loss 1.2346")
     assert progress_disabled(True) is None and progress_disabled(False) is True  # None: bars only on a terminal
+
+
+def run_setup(*args, cwd):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "setup.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_a_regular_install_is_refused_with_one_clear_line(tmp_path):
+    for command in ("bdist_wheel", "install"):
+        result = run_setup(command, cwd=tmp_path)
+        assert result.returncode != 0 and "only an editable install" in result.stderr, result.stderr
+        assert "pip install -e ." in result.stderr
+
+
+def test_editable_metadata_lists_every_module_and_command(tmp_path):
+    result = run_setup("egg_info", "--egg-base", str(tmp_path), cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    info = tmp_path / "ltssl.egg-info"
+    top_level = set((info / "top_level.txt").read_text().split())
+    assert {"data", "utils", "models", "losses", "sampling", "train_simclr", "train_linear", "train_fewshot",
+            "report", "ltssl_commands"} <= top_level
+    entry_points = (info / "entry_points.txt").read_text()
+    import ltssl_commands
+    for command, function in ltssl_commands.COMMANDS.items():
+        assert f"{command} = ltssl_commands:{function}" in entry_points
+        assert callable(getattr(ltssl_commands, function))
+    assert {"ltssl-pretrain", "ltssl-linear", "ltssl-fewshot", "ltssl-report"} <= set(ltssl_commands.COMMANDS)
