@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset
+from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset, class_names
 from data.sampler import EpochSampler, SeededViews
 from data.ood import IdOodDataset, build_ood_pool, default_sample_set
 from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, to_device
@@ -303,12 +303,26 @@ def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run
     clusters = np.unique(result.ood_cluster)
     rows = [np.stack([pool_view[int(i)][0].permute(1, 2, 0).numpy()
                       for i in result.ood_indices[result.ood_cluster == c][:8]]) for c in clusters]
-    titles = [f"cluster {c}" if c >= 0 else "chosen" for c in clusters]
-    save_image_grid(rows, titles, run_dir / f"ood_round{r}.png", title=f"COLT round {r}: sampled OOD images")
+    titles = [cluster_row_title(result, c) for c in clusters]
+    save_image_grid(rows, titles, run_dir / f"ood_round{r}.png",
+                    title=f"COLT round {r}: sampled OOD images per ID cluster (size = ID images in the cluster, "
+                          f"tailness = their mean score, budget = OOD images given)")
     labels = train_set.labels
     counts = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else None
+    names = class_names(args.dataset)
+    if names is not None and counts is not None and len(counts) > len(names):
+        names = None
     save_tailness_histogram(scores, labels if counts is not None else None, run_dir / f"tailness_round{r}.png",
-                            class_counts=counts, title=f"ID tailness before round {r} (epoch {epoch})")
+                            class_counts=counts, class_names=names,
+                            title=f"ID tailness before round {r} (epoch {epoch})")
+
+
+def cluster_row_title(result, cluster: int) -> str:
+    """A row label of ood_round<r>.png: the cluster's ID size, mean tailness and budget (as in log.txt)."""
+    if cluster < 0 or cluster >= len(result.budgets):
+        return "chosen"
+    return (f"cluster {cluster}\nsize {int(result.cluster_sizes[cluster])}\n"
+            f"tailness {result.cluster_scores[cluster]:.4f}\nbudget {int(result.budgets[cluster])}")
 
 
 def knn_monitor(model, train_set, test_set, args, info) -> float:

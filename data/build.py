@@ -57,6 +57,18 @@ def resolve_split(split: str | None, dataset: str) -> Path | None:
                             f"{' or ' + searched if searched else ''}{hint}")
 
 
+def class_names(dataset: str) -> tuple[str, ...] | None:
+    """Class names by label where the project knows them without reading data (synthetic, CIFAR-10)."""
+    dataset = canonical_dataset(dataset)
+    if dataset == "synthetic":
+        from data.synthetic import CLASS_NAMES
+        return tuple(CLASS_NAMES)
+    if dataset == "cifar10":
+        from data.cifar import CIFAR10_CLASSES
+        return tuple(CIFAR10_CLASSES)
+    return None
+
+
 def default_data_root(dataset: str) -> Path | None:
     if dataset == "synthetic":
         from data.synthetic import default_synthetic_root

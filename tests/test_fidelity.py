@@ -118,3 +118,26 @@ def test_editable_metadata_lists_every_module_and_command(tmp_path):
         assert f"{command} = ltssl_commands:{function}" in entry_points
         assert callable(getattr(ltssl_commands, function))
     assert {"ltssl-pretrain", "ltssl-linear", "ltssl-fewshot", "ltssl-report"} <= set(ltssl_commands.COMMANDS)
+
+
+def test_picture_labels():
+    """The COLT round rows carry size, tailness and budget; the report's groups and colours are consistent."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import report
+    from data.build import class_names
+    from train_simclr import cluster_row_title
+    result = SimpleNamespace(cluster_sizes=np.array([211, 14]), cluster_scores=np.array([0.15041, 0.1899]),
+                             budgets=np.array([68, 4]))
+    assert cluster_row_title(result, 1) == "cluster 1\nsize 14\ntailness 0.1899\nbudget 4"
+    assert cluster_row_title(result, -1) == "chosen"
+    assert class_names("synthetic")[0] == "hstripes" and class_names("cifar10")[0] == "airplane"
+    assert class_names("cifar100") is None
+    spans = report.group_spans({"class_counts": [5, 50, 20, 10, 40, 30],
+                                "groups": {"many": [1, 4], "medium": [5, 2], "few": [3, 0]}})
+    assert spans == [("many", 0, 1), ("medium", 2, 3), ("few", 4, 5)]
+    colours = report.method_colours(["COLT", "SimCLR"])
+    assert colours["COLT"] != colours["SimCLR"] and report.method_colours(["COLT", "SimCLR"]) == colours
+    assert report.splits_phrase(1) == "one split" and report.splits_phrase(5) == "mean over 5 splits"
