@@ -39,9 +39,9 @@ def test_a_missing_name_says_where_it_looked():
 
 def launcher_commands(script, *args):
     environment = {k: v for k, v in os.environ.items() if k not in ("DATA", "OOD_DATA")}
+    environment["PYTHON"] = sys.executable
     result = subprocess.run(["bash", str(REPO_ROOT / "cmds" / "shell_scrips" / script), *args, "--dry_run"],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env={**environment, "PYTHON": sys.executable},
-                            timeout=60)
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=environment, timeout=60)
     assert result.returncode == 0, result.stderr
     return [shlex.split(line) for line in result.stdout.strip().splitlines()]
 
