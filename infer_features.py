@@ -40,6 +40,7 @@ from data.views import eval_transform, simclr_augmentation, to_device
 from models.pretrained import load_simclr
 from utils import distributed
 from utils.feature_store import FeatureStore, file_sha256
+from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per process")
     p.add_argument("--seed", type=int, default=1, help="seed of the augmented passes")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="inference device")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
     args = p.parse_args(argv)
     for name in ("chunk_size", "batch_size", "inference_repeat_time"):
         if getattr(args, name) <= 0:
@@ -124,7 +126,7 @@ def infer_chunk(net, batches, args, device) -> dict:
     proj, feat = [], []
     for images in batches:
         x = to_device(images, device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, args.precision):
             h = net.features(x)
             z = net.fc(h)
         proj.append(z.float().cpu())
@@ -163,6 +165,7 @@ def run(args, info) -> Path:
             "checkpoint_sha256": file_sha256(args.checkpoint) if info.is_main else None,
             "augmentation": "none" if args.inference_noAug else "train", "repeats": args.inference_repeat_time,
             "num_items": len(dataset), "chunk_size": args.chunk_size, "seed": args.seed, "image_kind": kind,
+            "precision": args.precision,
             "kinds": ["proj", "feat"] if args.inference_noAug else ["proj"],
             "dims": {"proj": net.fc.fc2.out_features, "feat": net.feature_dim},
             "pretrain_experiment": pretrain_args.get("experiment"), "pretrain_dataset": pretrain_args.get("dataset"),

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np  # noqa: E402
 
 from utils.checkpoint import atomic_write  # noqa: E402
+from utils.cli import HelpFormatter  # noqa: E402
 
 METRICS = ("all", "many", "medium", "few", "std")
 SHOTS = ("full", "few")
@@ -110,60 +111,112 @@ def by_rank(values, counts) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)[order]
 
 
-def plot_per_class(results: list[dict], path: Path, max_methods: int = 2) -> None:
+def method_colours(methods: list[str]) -> dict[str, tuple]:
+    """One colour per method, the same in every picture of a report (methods in table order)."""
+    from utils.plots import plt
+    palette = plt.get_cmap("tab10").colors
+    return {method: palette[i % len(palette)] for i, method in enumerate(methods)}
+
+
+def splits_phrase(n: int) -> str:
+    return "one split" if n == 1 else f"mean over {n} splits"
+
+
+def group_spans(result: dict) -> list[tuple[str, int, int]]:
+    """(group, first rank, last rank) of Many / Medium / Few in a result's frequency-rank order (0 = head)."""
+    order = np.argsort(-np.asarray(result["class_counts"], dtype=float), kind="stable")
+    rank_of = np.empty(len(order), dtype=int)
+    rank_of[order] = np.arange(len(order))
+    spans = []
+    for name in ("many", "medium", "few"):
+        ranks = rank_of[np.asarray(result.get("groups", {}).get(name, []), dtype=int)]
+        if len(ranks):
+            spans.append((name, int(ranks.min()), int(ranks.max())))
+    return spans
+
+
+def plot_per_class(results: list[dict], path: Path, method_order: list[str] | None = None,
+                   max_methods: int = 2) -> None:
     """Per-class accuracy (full-shot, mean over splits at each frequency rank) of up to two methods, head to
-    tail, with the pre-training count (mean over splits) on a second axis."""
+    tail, with the pre-training count (mean over splits) on a second axis and the Many / Medium / Few ranks
+    shaded."""
     from utils.plots import plt, save_figure
     full = [r for r in results if r["shot"] == "full" and r.get("per_class")] or \
         [r for r in results if r.get("per_class")]
-    methods = list(dict.fromkeys(r["method"] for r in full))[:max_methods]
+    methods = list(dict.fromkeys(r["method"] for r in full))
+    if method_order:
+        methods = [m for m in method_order if m in methods]
+    methods = methods[:max_methods]
     if not methods:
         return
+    colours = method_colours(method_order or methods)
     counts = np.mean([by_rank(r["class_counts"], r["class_counts"]) for r in full], axis=0)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(counts) + 4), 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(counts) + 4), 4.4))
     width = 0.8 / len(methods)
     x = np.arange(len(counts))
+    for name, first, last in group_spans(full[0]):
+        ax.axvspan(first - 0.5, last + 0.5, color={"many": "0.93", "medium": "0.86", "few": "0.79"}[name], zorder=0)
+        ax.text((first + last) / 2, 1.01, name.capitalize(), transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=8)
+    n_splits = []
     for i, method in enumerate(methods):
-        per_rank = np.nanmean([by_rank(r["per_class"], r["class_counts"]) for r in full if r["method"] == method],
-                              axis=0)
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, per_rank, width, label=method)
+        mine = [r for r in full if r["method"] == method]
+        n_splits.append(len(mine))
+        per_rank = np.nanmean([by_rank(r["per_class"], r["class_counts"]) for r in mine], axis=0)
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, per_rank, width, color=colours[method], zorder=2,
+               label=f"{method} ({splits_phrase(len(mine))})")
     step = max(1, len(counts) // 20)
     ax.set_xticks(x[::step])
     ax.set_xticklabels([str(r + 1) for r in x[::step]], fontsize=8)
-    ax.set_xlabel("class frequency rank in the pre-training split (1 = head)")
+    ax.set_xlim(-0.5, len(counts) - 0.5)
+    ax.set_xlabel("class frequency rank in the pre-training split (1 = head); shading: Many / Medium / Few")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(loc="upper right", fontsize=8)
     twin = ax.twinx()
-    twin.plot(x, counts, color="black", linewidth=1.2, marker=".", label="pre-training count")
+    twin.plot(x, counts, color="black", linewidth=1.2, marker=".", label="pre-training images per class")
     twin.set_ylabel("images in the pre-training split")
-    ax.set_title("Per-class accuracy against class frequency (full-shot, mean over splits)", fontsize=10)
+    twin.set_ylim(0, counts.max() * 1.05 if len(counts) and counts.max() > 0 else 1)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
+    # below the axes, so it never covers a bar
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(labels), fontsize=8,
+              frameon=False)
+    n = set(n_splits)
+    over = splits_phrase(n.pop()) if len(n) == 1 else "mean over each method's splits"
+    ax.set_title(f"Per-class accuracy against class frequency (full-shot, {over})", fontsize=10, pad=16)
     save_figure(fig, path)
 
 
 def plot_groups(rows: list[dict], path: Path) -> None:
-    """Many / Medium / Few accuracy per method with the std over splits as error bars."""
+    """Many / Medium / Few accuracy per method; error bars (std over splits) only where there are several."""
     from utils.plots import plt, save_figure
     shots = [s for s in SHOTS if any(row[s, "all"] is not None for row in rows)]
-    fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 4), squeeze=False)
+    colours = method_colours([row["method"] for row in rows])
+    fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 4.4), squeeze=False)
     groups = ("many", "medium", "few")
+    split_counts = set()
     for ax, shot in zip(axes[0], shots):
         width = 0.8 / len(rows)
         for i, row in enumerate(rows):
             cells = [row[shot, g] for g in groups]
             means = [c[0] if c else np.nan for c in cells]
-            stds = [c[1] if c else 0 for c in cells]
+            n = max((c[2] for c in cells if c), default=0)
+            split_counts.add(n)
+            stds = [c[1] if c else 0 for c in cells] if n > 1 else None
             ax.bar(np.arange(3) + (i - (len(rows) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
-                   label=row["method"])
+                   color=colours[row["method"]], label=f"{row['method']} ({splits_phrase(n)})")
         ax.set_xticks(range(3))
         ax.set_xticklabels(["Many", "Medium", "Few"])
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{'Full' if shot == 'full' else 'Few'}-shot probing", fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=max(1, len(rows)), fontsize=8, frameon=False)
+    several = sorted(n for n in split_counts if n > 1)
+    note = ("error bars: std over splits" if several else "one split per method: no error bars")
+    fig.suptitle(f"Accuracy by class group (Many / Medium / Few by pre-training class count); {note}", fontsize=10)
     save_figure(fig, path)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", help="results.json files or folders that hold them")
     p.add_argument("--out", required=True, help="folder for table.md, table.csv, per_class.png, groups.png")
     args = p.parse_args(argv)
@@ -179,7 +232,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     atomic_write(out / "table.md", lambda f: f.write(markdown.encode()))
     atomic_write(out / "table.csv", lambda f: f.write(table_csv(rows).encode()))
-    plot_per_class(results, out / "per_class.png")
+    plot_per_class(results, out / "per_class.png", method_order=[row["method"] for row in rows])
     plot_groups(rows, out / "groups.png")
     print(markdown + f"\n{len(results)} results; table and plots in {out}")
     return 0

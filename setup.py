@@ -1,4 +1,34 @@
+"""Install policy: only the checkout is supported, as an editable install (``pip install -e .``).
+
+The project's top-level packages are named ``data``, ``utils``, ``models``, ``losses`` and ``sampling``, and
+its scripts are top-level modules. A regular (non-editable) install would copy those generic
+names into site-packages, where they collide with other projects' modules of the same names; moving them into
+one namespace package is a larger change. So a non-editable build (``pip install .``, ``pip wheel .``,
+``python setup.py bdist_wheel`` / ``install``) stops with a clear message, and an editable install, which
+leaves the code in the checkout, provides the console commands listed in ``ltssl_commands.py``.
+"""
+import ast
+import sys
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+NON_EDITABLE_COMMANDS = {"bdist_wheel", "bdist_egg", "bdist", "install", "bdist_rpm", "bdist_dumb"}
+REFUSAL = ("error: only an editable install of the checkout is supported: run `pip install -e .` in the "
+           "repository (a regular `pip install .` would put top-level packages named data, utils, models, "
+           "losses and sampling into site-packages, where they collide with other projects)")
+
+
+def console_scripts() -> list[str]:
+    """``ltssl-*`` commands from the COMMANDS table of ltssl_commands.py (read without importing it)."""
+    tree = ast.parse((Path(__file__).resolve().parent / "ltssl_commands.py").read_text())
+    table = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "COMMANDS" for t in node.targets))
+    return [f"{name}=ltssl_commands:{function}" for name, function in ast.literal_eval(table).items()]
+
+
+if NON_EDITABLE_COMMANDS & set(sys.argv[1:]):
+    sys.exit(REFUSAL)
 
 setup(
     name="ltssl",
@@ -7,8 +37,9 @@ setup(
                 "(SimCLR, COLT, MAK), with linear and few-shot probing",
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "losses", "losses.*", "data", "data.*",
-                                    "utils", "utils.*", "splits", "splits.*"]),
-    py_modules=["train_simclr"],
+                                    "utils", "utils.*", "sampling", "sampling.*", "splits", "splits.*"]),
+    py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "infer_features", "sample_mak",
+                "ltssl_commands"],
     install_requires=[
         "torch>=2.4,<3",
         "torchvision>=0.19",
@@ -21,5 +52,5 @@ setup(
         "tensorboard>=2.14",
     ],
     extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": ["ltssl-pretrain=train_simclr:main"]},
+    entry_points={"console_scripts": console_scripts()},
 )

@@ -1,4 +1,4 @@
-"""Few-shot linear probing: train_linear.py with the 1% protocol's defaults.
+r"""Few-shot linear probing: train_linear.py with the 1% protocol's defaults.
 
     python train_fewshot.py PROBE_NAME --checkpoint checkpoints/run/model.pt --dataset cifar10 --data ~/data \
         --trainSplit split1_S_b --valSplit valIdxList
@@ -13,5 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 
 import train_linear  # noqa: E402
 
+
+def main(argv=None) -> Path:
+    return train_linear.main(argv, few_shot=True, description=__doc__)
+
+
 if __name__ == "__main__":
-    train_linear.main(few_shot=True)
+    main()

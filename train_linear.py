@@ -1,4 +1,4 @@
-"""Linear probing of a pre-trained encoder (full-shot by default; see train_fewshot.py for the 1% protocol).
+r"""Linear probing of a pre-trained encoder (full-shot by default; see train_fewshot.py for the 1% protocol).
 
     python train_linear.py PROBE_NAME --checkpoint checkpoints/run/model.pt --dataset cifar10 --data ~/data \
         --trainSplit trainIdxList --valSplit valIdxList
@@ -8,8 +8,9 @@ The encoder is frozen up to and including ``--fixto`` (layer4: everything) with 
 at ``--decreasing_lr``. The epoch with the best validation accuracy (mean per-class top-1) is kept and
 evaluated once on the test set. Outputs in ``<save-dir>/<PROBE_NAME>``: results.json (All / Many /
 Medium / Few / Std and per-class accuracies), probe.pt, args.json, log.txt, tensorboard/.
-``--cached_features`` extracts the frozen features once and trains on them (no augmentation), which gives
-the same result as the uncached run with ``--no_aug`` in seconds instead of minutes.
+``--cached_features`` extracts the frozen features of every split (train, validation, test) once and trains
+on them (no augmentation), which gives the same result as the uncached run with ``--no_aug`` in seconds
+instead of minutes. Without it, a frozen encoder's validation features are still extracted only once.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ from data.views import IMAGE_KIND, eval_transform, to_device
 from models import MODEL_NAMES, build_encoder
 from utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint, strip_module_prefix
 from utils.embed import with_transform
-from utils.logger import RunLogger, write_args
+from utils.cli import HelpFormatter
+from utils.logger import RunLogger, progress_disabled, write_args
+from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 from utils.metrics import GROUP_RULE, evaluation_results, per_class_accuracy
 
 FREEZE_ORDER = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
@@ -42,8 +45,10 @@ SPLIT_DEFAULTS = {"synthetic": ("full", "val", "few"), "cifar10": ("trainIdxList
                   "cifar100": ("cifar100_trainIdxList", "cifar100_valIdxList", "cifar100_split1_S_b")}
 
 
-def parse_args(argv=None, few_shot: bool = False) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None, few_shot: bool = False, description: str | None = None) -> argparse.Namespace:
+    """The probe's flags; ``few_shot`` switches to the 1% protocol's defaults and ``description`` to the
+    calling script's own --help text (train_fewshot.py)."""
+    p = argparse.ArgumentParser(description=description or __doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None, help="probe name; outputs in <save-dir>/<experiment>")
     p.add_argument("--checkpoint", required=True,
                    help="pre-training checkpoint (ours, DDP-wrapped, or the original releases')")
@@ -83,6 +88,7 @@ def parse_args(argv=None, few_shot: bool = False) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="seed of the linear layer and the data order")
     p.add_argument("--num_workers", type=int, default=4, help="DataLoader workers")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="device")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
     args = p.parse_args(argv)
     args.shot = "few" if few_shot else "full"
     try:
@@ -136,20 +142,31 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 @torch.no_grad()
-def extract(encoder, dataset, device, batch_size, num_workers) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen backbone features and labels of a whole dataset, in dataset order."""
+def extract(encoder, dataset, device, batch_size, num_workers,
+            precision: str = DEFAULT_PRECISION) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen backbone features (float32) and labels of a whole dataset, in dataset order."""
     encoder.eval()
     feats, labels = [], []
     for images, y, _ in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-        feats.append(encoder.features(to_device(images, device)).float())
+        with autocast(device, precision):
+            feats.append(encoder.features(to_device(images, device)).float())
         labels.append(y.to(device))
     return torch.cat(feats), torch.cat(labels)
 
 
-def predict(encoder, head, dataset, device, batch_size, num_workers) -> tuple[np.ndarray, np.ndarray]:
-    features, labels = extract(encoder, dataset, device, batch_size, num_workers)
+def predict(encoder, head, dataset, device, batch_size, num_workers, precision: str = DEFAULT_PRECISION,
+            features: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true labels of ``dataset``; from ``features`` (already extracted) when given."""
+    if features is None:
+        features = extract(encoder, dataset, device, batch_size, num_workers, precision)
+    features, labels = features
     with torch.no_grad():
         return head(features).argmax(1).cpu().numpy(), labels.cpu().numpy()
+
+
+def encoder_is_frozen(encoder, args) -> bool:
+    """No trainable encoder weight and BatchNorm in eval mode: its features never change during probing."""
+    return args.fixbn and not any(p.requires_grad for p in encoder.parameters())
 
 
 def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict:
@@ -158,7 +175,10 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
     params = [p for p in list(encoder.parameters()) + list(head.parameters()) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
-    cached = extract(encoder, train_set, device, args.batch_size, args.num_workers) if args.cached_features else None
+    extract_all = lambda dataset: extract(encoder, dataset, device, args.batch_size, args.num_workers, args.precision)
+    cached = extract_all(train_set) if args.cached_features else None
+    # A frozen encoder gives the same validation features every epoch: extract them once.
+    val_features = extract_all(val_set) if encoder_is_frozen(encoder, args) else None
     best = {"val": -1.0, "epoch": 0, "head": None}
     for epoch in range(1, args.epochs + 1):
         encoder.train(not args.fixbn)
@@ -167,13 +187,14 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
         loader = None if cached else iter(DataLoader(Subset(train_set, order), batch_size=args.batch_size,
                                                      num_workers=args.num_workers))
         total = 0.0
-        for batch in tqdm(batches, desc=f"probe epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True):
+        for batch in tqdm(batches, desc=f"probe epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True,
+                          disable=progress_disabled()):
             if cached:
                 features, labels = cached[0][batch], cached[1][batch]
             else:
                 images, labels, _ = next(loader)
                 labels = labels.to(device)
-                with torch.set_grad_enabled(args.fixto != "layer4"):
+                with torch.set_grad_enabled(args.fixto != "layer4"), autocast(device, args.precision):
                     features = encoder.features(to_device(images, device)).float()
             loss = F.cross_entropy(head(features), labels)
             optimizer.zero_grad(set_to_none=True)
@@ -183,7 +204,8 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
         scheduler.step()
         logger.scalars({"loss": total / len(order), "lr": optimizer.param_groups[0]["lr"]}, epoch, "probe/")
         if epoch % args.test_freq == 0 or epoch == args.epochs:
-            pred, labels = predict(encoder, head, val_set, device, args.batch_size, args.num_workers)
+            pred, labels = predict(encoder, head, val_set, device, args.batch_size, args.num_workers, args.precision,
+                                   val_features)
             val = float(np.nanmean(per_class_accuracy(labels, pred, head.out_features)))
             logger.scalars({"val_accuracy": val}, epoch, "probe/")
             logger.info(f"probe epoch {epoch}/{args.epochs} loss {total / len(order):.4f} val {val:.2f}")
@@ -212,13 +234,13 @@ def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device,
     head = nn.Linear(encoder.feature_dim, state["head"]["weight"].shape[0]).to(device)
     head.load_state_dict(state["head"])
     pred, labels = predict(encoder, head, with_transform(test_set, eval_transform(kind)), device,
-                           args.batch_size, args.num_workers)
+                           args.batch_size, args.num_workers, args.precision)
     print(json.dumps(evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset]), indent=2))
     return run_dir
 
 
-def main(argv=None, few_shot: bool = False) -> Path:
-    args = parse_args(argv, few_shot)
+def main(argv=None, few_shot: bool = False, description: str | None = None) -> Path:
+    args = parse_args(argv, few_shot, description)
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     try:
         encoder, pretrain_args = load_encoder(args.checkpoint, device)
@@ -264,7 +286,7 @@ def main(argv=None, few_shot: bool = False) -> Path:
     head.load_state_dict(best["head"])
     if best["encoder"] is not None:
         encoder.load_state_dict(best["encoder"])
-    pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers)
+    pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers, args.precision)
     results = evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset])
     results.update(method=args.method, shot=args.shot, split=str(pretrain_args.get("trainSplit")),
                    best_epoch=best["epoch"], val_accuracy=best["val"], selected_by="validation mean per-class top-1",
@@ -272,8 +294,9 @@ def main(argv=None, few_shot: bool = False) -> Path:
     atomic_write(run_dir / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
     save_checkpoint({"head": head.state_dict(), "encoder": encoder.state_dict(), "epoch": best["epoch"]},
                     run_dir / "probe.pt")
-    logger.info(f"test (epoch {best['epoch']} by validation): all {results['all']:.2f} many {results['many']} "
-                f"medium {results['medium']} few {results['few']} std {results['std']}; {run_dir / 'results.json'}")
+    logger.info(f"test (epoch {best['epoch']} by validation): all {results['all']:.2f} many {results['many']:.2f} "
+                f"medium {results['medium']:.2f} few {results['few']:.2f} std {results['std']:.2f}; "
+                f"{run_dir / 'results.json'}")
     logger.close()
     return run_dir
 

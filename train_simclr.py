@@ -1,4 +1,4 @@
-"""SimCLR pre-training on a long-tailed split.
+r"""SimCLR pre-training on a long-tailed split.
 
     python train_simclr.py [EXPERIMENT] --dataset synthetic --epochs 10 --width 16
     torchrun --nproc_per_node=8 train_simclr.py EXPERIMENT --dataset cifar10 --data ~/data \
@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset
+from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset, class_names
 from data.sampler import EpochSampler, SeededViews
 from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
 from data.device_loader import CroppedViewBatches, DeviceBatches, array_images, is_array_dataset
@@ -37,9 +37,11 @@ from sampling.colt import COLTState, select_by_clusters, select_by_neighbours, s
 from sampling.tailness import raw_tailness
 from utils import distributed
 from utils.embed import embed_dataset, with_transform
+from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 from utils.knn import knn_predict
 from utils.checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from utils.logger import RunLogger, write_args
+from utils.cli import HelpFormatter
+from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
 from utils.schedule import build_scheduler
 
@@ -52,7 +54,7 @@ SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", bud
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_simclr)")
     g = p.add_argument_group("data")
@@ -155,6 +157,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--save_freq", type=int, default=100, help="also keep model_<epoch>.pt every this many epochs")
     g.add_argument("--print_freq", type=int, default=10, help="log every this many steps")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="training device")
+    g.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
     args = p.parse_args(argv)
     return finalise_args(p, args)
 
@@ -234,7 +237,7 @@ def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.
     """
     b = views.shape[0]
     x = to_device(torch.cat([views[:, 0], views[:, 1]]), device)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device, args.precision):
         z = model(x)
     z1 = distributed.all_gather_with_grad(z[:b].float())
     z2 = distributed.all_gather_with_grad(z[b:].float())
@@ -258,7 +261,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
     model.train()
     steps = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
     loss_sum, seen, start = torch.zeros((), device=info.device), 0, time.time()
-    bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=not info.is_main, leave=False,
+    bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=progress_disabled(info.is_main), leave=False,
                dynamic_ncols=True)
     for step, (views, _labels, index, is_ood) in enumerate(loader):
         if step == steps:
@@ -285,7 +288,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epo
 def embed(model, dataset, args, info, projection: bool = True) -> torch.Tensor:
     """Normalised embeddings of a whole dataset under the test transform, identical on every rank."""
     view = with_transform(dataset, eval_transform(IMAGE_KIND[args.dataset]))
-    return embed_dataset(model, view, info.device, args.embed_batch_size, args.num_workers, projection=projection)
+    return embed_dataset(model, view, info.device, args.embed_batch_size, args.num_workers, projection=projection,
+                         precision=args.precision)
 
 
 def colt_round(model, train_set, ood_pool, colt: COLTState, args, info, logger, run_dir: Path, epoch: int):
@@ -335,12 +339,26 @@ def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run
     clusters = np.unique(result.ood_cluster)
     rows = [np.stack([pool_view[int(i)][0].permute(1, 2, 0).numpy()
                       for i in result.ood_indices[result.ood_cluster == c][:8]]) for c in clusters]
-    titles = [f"cluster {c}" if c >= 0 else "chosen" for c in clusters]
-    save_image_grid(rows, titles, run_dir / f"ood_round{r}.png", title=f"COLT round {r}: sampled OOD images")
+    titles = [cluster_row_title(result, c) for c in clusters]
+    save_image_grid(rows, titles, run_dir / f"ood_round{r}.png",
+                    title=f"COLT round {r}: sampled OOD images per ID cluster (size = ID images in the cluster, "
+                          f"tailness = their mean score, budget = OOD images given)")
     labels = train_set.labels
     counts = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else None
+    names = class_names(args.dataset)
+    if names is not None and counts is not None and len(counts) > len(names):
+        names = None
     save_tailness_histogram(scores, labels if counts is not None else None, run_dir / f"tailness_round{r}.png",
-                            class_counts=counts, title=f"ID tailness before round {r} (epoch {epoch})")
+                            class_counts=counts, class_names=names,
+                            title=f"ID tailness before round {r} (epoch {epoch})")
+
+
+def cluster_row_title(result, cluster: int) -> str:
+    """A row label of ood_round<r>.png: the cluster's ID size, mean tailness and budget (as in log.txt)."""
+    if cluster < 0 or cluster >= len(result.budgets):
+        return "chosen"
+    return (f"cluster {cluster}\nsize {int(result.cluster_sizes[cluster])}\n"
+            f"tailness {result.cluster_scores[cluster]:.4f}\nbudget {int(result.budgets[cluster])}")
 
 
 def knn_monitor(model, train_set, test_set, args, info) -> float:

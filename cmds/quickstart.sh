@@ -3,18 +3,20 @@
 # SimCLR, SimCLR+COLT (online OOD sampling) and SimCLR+MAK (offline: inference, sampling, re-training)
 # pre-training, full-shot and few-shot linear probing of all three, and the report
 # (table and plots). The quickstart replaces its own previous outputs under SAVE_DIR, nothing else.
-# Environment: PYTHON (default: python), SAVE_DIR (default: runs/quickstart), EPOCHS (default: 10).
+# Environment: PYTHON (default: python), SAVE_DIR (default: runs/quickstart), EPOCHS (default: 10),
+# SEED (default: 1; the seed of pre-training and probing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python}"
 SAVE_DIR="${SAVE_DIR:-runs/quickstart}"
 EPOCHS="${EPOCHS:-10}"
+SEED="${SEED:-1}"
 start=$(date +%s)
 
 pretrain=(--dataset synthetic --save-dir "$SAVE_DIR" --overwrite --model res18 --width 16 --epochs "$EPOCHS"
           --batch_size 256 --lr 0.5 --temperature 0.2 --lr_warmup_epochs 2 --num_workers 2 --save_freq 5
-          --print_freq 5)
+          --print_freq 5 --seed "$SEED")
 "$PYTHON" train_simclr.py simclr "${pretrain[@]}"
 "$PYTHON" train_simclr.py colt "${pretrain[@]}" --COLT --warmup 3 --sample_interval 3 --budget 1000
 
@@ -30,7 +32,7 @@ infer=(--checkpoint "$SAVE_DIR/simclr/model.pt" --save-dir "$SAVE_DIR/infer" --o
 "$PYTHON" train_simclr.py mak "${pretrain[@]}" --additional_dataset synthetic_pool \
     --additional_split "$SAVE_DIR/mak_split/mak.npy"
 
-probe=(--save-dir "$SAVE_DIR/probes" --overwrite --cached_features --num_workers 2)
+probe=(--save-dir "$SAVE_DIR/probes" --overwrite --cached_features --num_workers 2 --seed "$SEED")
 for run in simclr mak colt; do
     case "$run" in
         simclr) method=SimCLR ;;

@@ -13,6 +13,10 @@ DATASETS = ("synthetic", "cifar10", "cifar100", "imagenet100", "places")
 ALIASES = {"cifar": "cifar10", "cifar-10": "cifar10", "cifar-100": "cifar100", "imagenet": "imagenet100",
            "imagenet-100": "imagenet100", "places365": "places", "places-lt": "places"}
 SPLIT_SUFFIX = {"synthetic": ".npy", "cifar10": ".npy", "cifar100": ".npy", "imagenet100": ".txt", "places": ".txt"}
+# Subfolders of the published ``split/`` folder (COLT release) that hold each dataset's files: the probe lists,
+# then the long-tailed subsets. A split root is searched in these as well as directly.
+PUBLISHED_SUBFOLDERS = {"cifar10": ("cifar10", "cifar10_imbSub_with_subsets"),
+                        "cifar100": ("cifar100", "cifar100_imbSub_with_subsets")}
 
 
 def canonical_dataset(name: str) -> str:
@@ -23,21 +27,46 @@ def canonical_dataset(name: str) -> str:
     return name
 
 
+def split_candidates(folder: Path, name: str, dataset: str) -> list[Path]:
+    """Where a split ``name`` may lie under ``folder``: directly, or in one of the published ``split/``
+    folder's subfolders for ``dataset``; each with and without the dataset's file suffix."""
+    folders = [folder] + [folder / sub for sub in PUBLISHED_SUBFOLDERS.get(dataset, ())]
+    return [f / n for f in folders for n in (name, name + SPLIT_SUFFIX[dataset])]
+
+
 def resolve_split(split: str | None, dataset: str) -> Path | None:
-    """A split is a path, or a bare name looked up in ``splits/<dataset>/`` of this repository
-    (``split1_D_i`` -> ``splits/cifar10/split1_D_i.npy``). Nothing else is searched."""
+    """A split is a file, a bare name looked up in ``splits/<dataset>/`` of this repository, or a name under
+    a split root (``ROOT/split1_D_i``). A folder is searched directly and, for CIFAR, in the published
+    layout's subfolders: ``/path/split/split1_D_i`` finds ``/path/split/cifar10_imbSub_with_subsets/
+    split1_D_i.npy`` and ``/path/split/trainIdxList`` finds ``/path/split/cifar10/trainIdxList.npy``.
+    Nothing else is searched."""
     if split is None:
         return None
     path = Path(split).expanduser()
     if path.is_file():
         return path
-    folder = REPO_ROOT / "splits" / dataset
-    for candidate in (folder / split, folder / (split + SPLIT_SUFFIX[dataset])):
+    bare = len(path.parts) == 1
+    folder = REPO_ROOT / "splits" / dataset if bare else path.parent
+    for candidate in split_candidates(folder, path.name, dataset):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"split {split!r} not found: it is not a file, nor in {folder} "
-                            f"(make CIFAR splits with: python splits/make_splits.py --dataset {dataset} "
-                            f"--data ROOT --out {folder})")
+    hint = (f" (make CIFAR splits with: python splits/make_splits.py --dataset {dataset} --data ROOT "
+            f"--out {folder})") if bare else ""
+    searched = ", ".join(str(folder / sub) for sub in PUBLISHED_SUBFOLDERS.get(dataset, ()))
+    raise FileNotFoundError(f"split {split!r} not found: it is not a file, nor in {folder}"
+                            f"{' or ' + searched if searched else ''}{hint}")
+
+
+def class_names(dataset: str) -> tuple[str, ...] | None:
+    """Class names by label where the project knows them without reading data (synthetic, CIFAR-10)."""
+    dataset = canonical_dataset(dataset)
+    if dataset == "synthetic":
+        from data.synthetic import CLASS_NAMES
+        return tuple(CLASS_NAMES)
+    if dataset == "cifar10":
+        from data.cifar import CIFAR10_CLASSES
+        return tuple(CIFAR10_CLASSES)
+    return None
 
 
 def default_data_root(dataset: str) -> Path | None:

@@ -5,11 +5,13 @@ Protocol, per dataset (numbers in ``PROTOCOLS``):
 
 * hold out ``val_per_class`` random images of each class as the validation list; the rest of each class is the
   pool (``pool_per_class`` images: 4,500 for CIFAR-10, 450 for CIFAR-100);
+* the full-shot probe list (``trainIdxList``) is ``probe_per_class`` random images of each class's pool: the whole
+  pool for CIFAR-10 (4,500, so 45,000), 400 of 450 for CIFAR-100 (40,000; the other 5,000 are in neither list);
 * for each split K = 1..5, rank the classes in a fresh random order and shuffle each class's pool once;
   then ``D_i`` (imbalanced) takes the first ``long_tail_counts(pool_per_class, C)[rank]`` images of each class,
   ``D_b`` (balanced, same total size up to rounding) the first ``balanced_per_class`` and ``S_b`` (few-shot)
   the first ``fewshot_per_class``. All three are prefixes of the same shuffled pools, so ``S_b`` lies inside
-  both ``D_i`` and ``D_b``.
+  both ``D_i`` and ``D_b``. The splits are drawn from the whole pool, not from the probe list (as published).
 
 Array names are the file stems of the published releases (``split1_D_i``, ``trainIdxList``; CIFAR-100 adds a
 ``cifar100_`` prefix). Pure numpy.
@@ -45,6 +47,7 @@ class SplitProtocol:
     balanced_per_class: int
     fewshot_per_class: int
     name_prefix: str
+    probe_per_class: int
     imbalance: float = 0.01
 
     @property
@@ -61,9 +64,9 @@ class SplitProtocol:
 # The sizes of the published split files.
 PROTOCOLS = {
     "cifar10": SplitProtocol(num_classes=10, val_per_class=500, pool_per_class=4500, balanced_per_class=1116,
-                             fewshot_per_class=45, name_prefix=""),
+                             fewshot_per_class=45, name_prefix="", probe_per_class=4500),
     "cifar100": SplitProtocol(num_classes=100, val_per_class=50, pool_per_class=450, balanced_per_class=97,
-                              fewshot_per_class=4, name_prefix="cifar100_"),
+                              fewshot_per_class=4, name_prefix="cifar100_", probe_per_class=400),
 }
 
 
@@ -72,6 +75,9 @@ def _check_protocol_sizes() -> None:
     for dataset, protocol in PROTOCOLS.items():
         balanced = sum(protocol.imbalanced_counts) // protocol.num_classes
         fewshot = protocol.pool_per_class // 100
+        if not 0 < protocol.probe_per_class <= protocol.pool_per_class:
+            raise AssertionError(f"{dataset}: probe_per_class {protocol.probe_per_class} not in "
+                                 f"1..{protocol.pool_per_class}")
         if (balanced, fewshot) != (protocol.balanced_per_class, protocol.fewshot_per_class):
             raise AssertionError(f"{dataset}: derived balanced/few-shot sizes {balanced}/{fewshot} differ from "
                                  f"{protocol.balanced_per_class}/{protocol.fewshot_per_class}")
@@ -126,6 +132,17 @@ def _hold_out_validation(labels: np.ndarray, protocol: SplitProtocol,
     return val_parts, pools
 
 
+def _probe_parts(pools: list[np.ndarray], protocol: SplitProtocol,
+                 rng: np.random.Generator) -> list[np.ndarray]:
+    """Per class, the images of the full-shot probe list: a random ``probe_per_class`` of the pool.
+
+    When that is the whole pool (CIFAR-10) no random draw is made, so those arrays stay as they were.
+    """
+    if protocol.probe_per_class == protocol.pool_per_class:
+        return pools
+    return [np.sort(rng.permutation(pool)[:protocol.probe_per_class]) for pool in pools]
+
+
 def _one_split(pools: list[np.ndarray], protocol: SplitProtocol, rng: np.random.Generator,
                number: int) -> dict[str, np.ndarray]:
     """D_i, D_b and S_b of split ``number``: prefixes of each class's pool, shuffled once for this split."""
@@ -148,7 +165,8 @@ def make_cifar_splits(labels: np.ndarray, dataset: str, seed: int = 0,
                       num_splits: int = 5) -> dict[str, np.ndarray]:
     """All index arrays of the protocol for the official training ``labels`` (50,000, in official order).
 
-    Returns int64 arrays keyed by ``split_names(dataset, num_splits)``: the whole pool (``trainIdxList``), the
+    Returns int64 arrays keyed by ``split_names(dataset, num_splits)``: the full-shot probe list
+    (``trainIdxList``: ``probe_per_class`` images of each class's pool; the whole pool for CIFAR-10), the
     validation list (``valIdxList``) and ``split{K}_{D_i,D_b,S_b}`` for K = 1..num_splits. Each array is in a
     random order (not grouped by class), like the published files. One generator seeded with ``seed`` drives
     everything, so the same inputs always give the same arrays.
@@ -160,7 +178,7 @@ def make_cifar_splits(labels: np.ndarray, dataset: str, seed: int = 0,
     rng = np.random.default_rng(seed)
     val_parts, pools = _hold_out_validation(labels, protocol, rng)
     arrays = {
-        f"{protocol.name_prefix}trainIdxList": _shuffled(np.concatenate(pools), rng),
+        f"{protocol.name_prefix}trainIdxList": _shuffled(np.concatenate(_probe_parts(pools, protocol, rng)), rng),
         f"{protocol.name_prefix}valIdxList": _shuffled(np.concatenate(val_parts), rng),
     }
     for number in range(1, num_splits + 1):

@@ -15,10 +15,12 @@ def cluster_budgets(cluster_scores: np.ndarray, budget: int, temperature: float)
     """weights = softmax(-zscore(scores) / temperature); share = floor(weight * budget); the rounding
     remainder goes to the last cluster, so the shares sum to ``budget`` exactly.
 
+    zscore(s) = (s - mean(s)) / std(s) with the unbiased std (ddof=1, ``torch.std``'s default), as the
+    released code computes it; the population std would move about 2% of a round's budget between clusters.
     Low scores (tail-like clusters, whose negatives carry little mass) get the larger shares.
     """
     scores = np.asarray(cluster_scores, dtype=np.float64)
-    std = scores.std()
+    std = scores.std(ddof=1) if scores.size > 1 else 0.0
     z = (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
     logits = -z / temperature
     weights = np.exp(logits - logits.max())

@@ -11,12 +11,36 @@ def test_budgets_follow_the_formula_and_sum_exactly():
     scores = np.array([0.3, 0.1, 0.5, 0.2])
     for budget, t in [(10000, 1.0), (7, 0.5), (1, 2.0)]:
         shares = cluster_budgets(scores, budget, t)
-        z = (scores - scores.mean()) / scores.std()
+        z = (scores - scores.mean()) / scores.std(ddof=1)
         weights = np.exp(-z / t) / np.exp(-z / t).sum()
         expected = np.floor(weights * budget).astype(int)
         expected[-1] += budget - expected.sum()
         assert shares.tolist() == expected.tolist() and shares.sum() == budget and (shares >= 0).all()
     assert cluster_budgets(np.full(3, 0.4), 10, 1.0).tolist() == [3, 3, 4]  # equal scores: equal weights
+    assert cluster_budgets(np.array([0.4]), 10, 1.0).tolist() == [10]  # one cluster takes everything
+
+
+def released_budgets(cluster_weight: torch.Tensor, budget: int, temperature: float) -> list[int]:
+    """The released rule (COLT train_simCLR.py, sampling step), transcribed in torch: torch.std is unbiased."""
+    cluster_weight = -((cluster_weight - torch.mean(cluster_weight)) / torch.std(cluster_weight))
+    cluster_weight = F.softmax(cluster_weight / temperature, dim=0)
+    cluster_budget = (cluster_weight * budget).to(torch.int64)
+    cluster_budget[-1] += int(budget - cluster_budget.sum())
+    return cluster_budget.tolist()
+
+
+def test_budgets_match_the_released_rule():
+    g = torch.Generator().manual_seed(0)
+    differs_from_population_std = 0
+    for trial in range(50):
+        scores = torch.rand(10, generator=g, dtype=torch.float64)
+        for budget, t in [(10000, 1.0), (10000, 0.5), (777, 2.0)]:
+            shares = cluster_budgets(scores.numpy(), budget, t)
+            assert shares.tolist() == released_budgets(scores, budget, t)
+            z = (scores - scores.mean()) / scores.std(unbiased=False)
+            population = np.floor(F.softmax(-z / t, dim=0).numpy() * budget).astype(np.int64)
+            differs_from_population_std += int(not np.array_equal(population[:-1], shares[:-1]))
+    assert differs_from_population_std > 0  # the test can tell ddof=1 from ddof=0
 
 
 def brute_force_nearest(centroids, pool, shares):

@@ -17,6 +17,7 @@ PUBLISHED = SHARED / "original-splits"
 SALVAGE = {"cifar10": SHARED / "cifar10-salvage.npz", "cifar100": SHARED / "cifar100-salvage.npz"}
 PREFIX = {"cifar10": "", "cifar100": "cifar100_"}
 CIFAR10_COUNTS = [4500, 2697, 1617, 969, 581, 348, 208, 125, 75, 45]
+CIFAR10_SEED0_PROBE_HEAD = [19844, 2382, 27670, 23952, 24322]  # before the CIFAR-100 probe rule was added
 
 
 def official_shaped_labels(dataset: str) -> np.ndarray:
@@ -53,6 +54,7 @@ def test_protocol_table():
             cifar10.fewshot_per_class) == (10, 500, 4500, 1116, 45)
     assert (cifar100.num_classes, cifar100.val_per_class, cifar100.pool_per_class, cifar100.balanced_per_class,
             cifar100.fewshot_per_class) == (100, 50, 450, 97, 4)
+    assert (cifar10.probe_per_class, cifar100.probe_per_class) == (4500, 400)
     for protocol in PROTOCOLS.values():
         assert protocol.balanced_per_class == sum(protocol.imbalanced_counts) // protocol.num_classes
         assert protocol.fewshot_per_class == protocol.pool_per_class // 100
@@ -70,21 +72,33 @@ def test_names_and_dtypes(made):
         assert indices.min() >= 0 and indices.max() < 50000
 
 
-def test_pool_and_validation_partition_the_training_set(made):
+def test_probe_list_and_validation(made):
+    """CIFAR-10: probe list + validation = all 50,000. CIFAR-100: 400 + 50 per class, 5,000 images in neither."""
     dataset, labels, arrays = made
     protocol, prefix = PROTOCOLS[dataset], PREFIX[dataset]
-    pool, val = arrays[f"{prefix}trainIdxList"], arrays[f"{prefix}valIdxList"]
-    assert len(pool) == 45000 and len(val) == 5000
-    np.testing.assert_array_equal(np.sort(np.concatenate([pool, val])), np.arange(50000))
-    assert set(describe_split(pool, labels, protocol.num_classes)) == {protocol.pool_per_class}
+    probe, val = arrays[f"{prefix}trainIdxList"], arrays[f"{prefix}valIdxList"]
+    assert (len(probe), len(val)) == ((45000, 5000) if dataset == "cifar10" else (40000, 5000))
+    assert not np.isin(probe, val).any()
+    assert set(describe_split(probe, labels, protocol.num_classes)) == {protocol.probe_per_class}
     assert set(describe_split(val, labels, protocol.num_classes)) == {protocol.val_per_class}
-    assert np.any(np.diff(pool) < 0) and np.any(np.diff(val) < 0)  # shuffled, not sorted
+    rest = np.setdiff1d(np.arange(50000), np.concatenate([probe, val]))
+    assert len(rest) == (0 if dataset == "cifar10" else 5000)
+    if len(rest):
+        assert set(describe_split(rest, labels, protocol.num_classes)) == {50}
+    assert np.any(np.diff(probe) < 0) and np.any(np.diff(val) < 0)  # shuffled, not sorted
+
+
+def test_cifar10_arrays_do_not_depend_on_the_probe_rule():
+    """The CIFAR-10 probe list is the whole pool, drawn without extra random draws: its arrays are unchanged."""
+    arrays = make_cifar_splits(official_shaped_labels("cifar10"), "cifar10", seed=0)
+    assert arrays["trainIdxList"][:5].tolist() == CIFAR10_SEED0_PROBE_HEAD
 
 
 def test_subset_sizes_and_nesting(made):
     dataset, labels, arrays = made
     protocol, prefix = PROTOCOLS[dataset], PREFIX[dataset]
-    pool, val = arrays[f"{prefix}trainIdxList"], arrays[f"{prefix}valIdxList"]
+    val = arrays[f"{prefix}valIdxList"]
+    pool = np.setdiff1d(np.arange(50000), val)  # D_i, D_b, S_b are drawn from all non-validation images
     expected_d_i = CIFAR10_COUNTS if dataset == "cifar10" else long_tail_counts(450, 100)
     orders = set()
     for k in range(1, 6):
@@ -248,10 +262,15 @@ def test_protocol_matches_the_published_files(dataset):
     train = published(f"{dataset}/{prefix}trainIdxList.npy")
     assert set(describe_split(val, labels, protocol.num_classes)) == {protocol.val_per_class}
     assert not np.isin(train, val).any()
-    if dataset == "cifar10":
-        assert set(describe_split(train, labels, 10)) == {protocol.pool_per_class}
-    else:  # the published CIFAR-100 full-shot probe list is smaller than the pool
-        assert set(describe_split(train, labels, 100)) == {400}
+    ours_train, ours_val = ours[f"{prefix}trainIdxList"], ours[f"{prefix}valIdxList"]
+    for probe, validation in ((train, val), (ours_train, ours_val)):  # the same counts and membership rules
+        assert set(describe_split(probe, labels, protocol.num_classes)) == {protocol.probe_per_class}
+        assert set(describe_split(validation, labels, protocol.num_classes)) == {protocol.val_per_class}
+        assert len(probe) == (45000 if dataset == "cifar10" else 40000) and len(validation) == 5000
+    # D_i reaches beyond the CIFAR-100 probe list (into the 5,000 images in neither list), in both.
+    outside = [np.isin(d_i, probe).all() for d_i, probe in (
+        (published_subsets(dataset, 1)[0], train), (ours[f"{prefix}split1_D_i"], ours_train))]
+    assert outside == ([True, True] if dataset == "cifar10" else [False, False])
     for k in range(1, 6):
         d_i, d_b, s_b = published_subsets(dataset, k)
         assert np.isin(s_b, d_i).all() and np.isin(s_b, d_b).all()

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Subset
 
 from utils.device import to_device
 from utils import distributed
+from utils.precision import DEFAULT_PRECISION, autocast
 
 
 def with_transform(dataset, transform):
@@ -21,12 +22,14 @@ def with_transform(dataset, transform):
 
 @torch.no_grad()
 def embed_dataset(model: torch.nn.Module, dataset, device: torch.device, batch_size: int = 512,
-                  num_workers: int = 0, projection: bool = True) -> torch.Tensor:
+                  num_workers: int = 0, projection: bool = True,
+                  precision: str = DEFAULT_PRECISION) -> torch.Tensor:
     """L2-normalised embeddings (N, d) of every item of ``dataset``, identical on every rank.
 
     Rank r embeds the r-th of ``world_size`` contiguous shards; rows are then placed by their dataset index,
     so nothing depends on padding or on how the shards fall. ``projection`` picks the head's output (else
-    the backbone features). The model is put in eval mode and restored afterwards.
+    the backbone features); ``precision`` is that of ``utils.precision`` (bf16 autocast on CUDA, or fp32).
+    The model is put in eval mode and restored afterwards.
     """
     net = model.module if hasattr(model, "module") else model
     was_training = net.training
@@ -35,7 +38,7 @@ def embed_dataset(model: torch.nn.Module, dataset, device: torch.device, batch_s
     rows = []
     for batch in _batches(dataset, shard, batch_size, num_workers, device):
         x = to_device(batch, device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, precision):
             z = net(x) if projection else net.features(x)
         rows.append(F.normalize(z.float(), dim=1))
     dim = rows[0].shape[1] if rows else _output_dim(net, projection)

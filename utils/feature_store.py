@@ -21,7 +21,7 @@ from utils.checkpoint import atomic_write
 FORMAT = "ltssl-features-1"
 # meta keys that must agree for a re-run to continue a store instead of refusing it
 IDENTITY_KEYS = ("format", "checkpoint_sha256", "dataset", "split", "source", "augmentation", "repeats",
-                 "num_items", "chunk_size", "seed", "kinds")
+                 "num_items", "chunk_size", "seed", "kinds", "precision")
 
 
 def file_sha256(path: str | Path, block: int = 1 << 22) -> str:

@@ -1,4 +1,9 @@
-"""Per-run outputs: log.txt, TensorBoard events and args.json, written by rank 0 only."""
+"""Per-run outputs: log.txt, TensorBoard events and args.json, written by rank 0 only.
+
+Log lines go through ``tqdm.write``, so on a terminal they print on their own line above any progress bar.
+Progress bars are drawn only when stderr is a terminal (``progress_disabled``): in a redirected output the
+bars' carriage returns would run into the log lines.
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from utils.checkpoint import atomic_write
+
+
+def progress_disabled(is_main: bool = True) -> bool | None:
+    """tqdm's ``disable`` value: off on other ranks; None (tqdm: off unless stderr is a terminal) on rank 0."""
+    return None if is_main else True
 
 
 class RunLogger:
@@ -25,7 +37,8 @@ class RunLogger:
         if not self.enabled:
             return
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
-        print(line, file=sys.stdout, flush=True)
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
         self._file.write(line + "\n")
 
     def scalars(self, values: dict, step: int, prefix: str = "") -> None:

@@ -141,11 +141,14 @@ def _class_panels(values, bins, scores, scored, labels, classes, counts, name, h
                     color="grey")
         label = name(c) + (f"\nn={int(n)}" if n is not None else "") + f"\n{len(mine)} scored"
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, labelpad=6)
-        ax.set_yticks([])
-        for side in ("top", "right", "left"):
+        ax.yaxis.tick_right()  # the density scale; the left side carries the class label
+        ax.yaxis.set_major_locator(plt.MaxNLocator(2))
+        ax.tick_params(axis="y", labelsize=7)
+        for side in ("top", "left"):
             ax.spines[side].set_visible(False)
     order = "head to tail, n = pre-training count; " if counts is not None else ""
-    axes[0, 0].set_title(f"{heading}\n({order}grey: all classes, red line: class median)", fontsize=10)
+    axes[0, 0].set_title(f"{heading}\n({order}grey: all classes, red line: class median;\n"
+                         f"right axis: density, the fraction of the class's images per unit of score)", fontsize=10)
     axes[-1, 0].set_xlabel("tailness score")
     return fig
 

@@ -28,9 +28,10 @@ usage: $(basename "$0") [options]
   --budget N --sample_interval N --warmup N --k_largest_logits N --k_means_clusters N
   --sup_weight X --cluster_temperature X --sample_set NAME
                             COLT settings (defaults 10000, 25, 100, 10, 10, ${D_SUP_WEIGHT}, 1.0, ${D_SAMPLE_SET})
-  --data, --data_root DIR   dataset root (default \$DATA, else ./data)
+  --data, --data_root DIR   dataset root (default \$DATA, else ~/data; never the checkout's data/ package)
   --ood_data PATH           OOD pool (default \$OOD_DATA${D_OOD_DEFAULT:+, else ${D_OOD_DEFAULT}})
-  --split_dir DIR           folder of split files (default splits/${D_DATASET})
+  --split_dir DIR           folder of split files, or the published split/ folder as it is (its
+                            subfolders are searched) (default splits/${D_DATASET})
   --runs_dir DIR            where runs and probes go (default checkpoints/${D_DATASET} in the repository)
   --only_finetuning True    skip pre-training; --few_shot_only True: only few-shot probing
   --test_only True          probes only evaluate their saved heads
@@ -54,8 +55,23 @@ as_bool() {  # True/False in any case, as the original scripts wrote them
     esac
 }
 
-split_path() {  # a file as given, else <split_dir>/<name><ext>
-    if [[ -f "$1" ]]; then echo "$1"; else echo "${SPLIT_DIR}/$1${D_SPLIT_EXT}"; fi
+published_subfolders() {  # where the published split/ folder keeps this dataset's files (data/build.py agrees)
+    case "$D_DATASET" in
+        cifar10) echo "cifar10 cifar10_imbSub_with_subsets" ;;
+        cifar100) echo "cifar100 cifar100_imbSub_with_subsets" ;;
+    esac
+}
+
+split_path() {  # a file as given, else <split_dir>[/<published subfolder>]/<name><ext>, else <split_dir>/<name><ext>
+    if [[ -f "$1" ]]; then echo "$1"; return; fi
+    local sub
+    for sub in $(published_subfolders); do
+        if [[ ! -f "${SPLIT_DIR}/$1${D_SPLIT_EXT}" && -f "${SPLIT_DIR}/${sub}/$1${D_SPLIT_EXT}" ]]; then
+            echo "${SPLIT_DIR}/${sub}/$1${D_SPLIT_EXT}"
+            return
+        fi
+    done
+    echo "${SPLIT_DIR}/$1${D_SPLIT_EXT}"
 }
 
 run_step() {  # print, log to bash_log.txt, run; set -e stops the script at the first failure
@@ -72,7 +88,7 @@ parse() {
     EPOCHS="$D_EPOCHS"; SPLIT="$D_SPLIT"; PORT=4833; WORKERS=10; GPUS=1; LR="$D_LR"; BATCH="$D_BATCH"
     TEMP=0.2; SAVE_DIR=SimCLR; RESUME=0; COLT=0; BUDGET=10000; INTERVAL=25; WARMUP=100; TOPK=10
     CLUSTERS=10; SUP_WEIGHT="$D_SUP_WEIGHT"; CLUSTER_T=1.0; SAMPLE_SET="$D_SAMPLE_SET"
-    DATA="${DATA:-data}"; OOD="${OOD_DATA:-}"; SPLIT_DIR=""; RUNS=""; ONLY_FT=0; FEW_ONLY=0; TEST_ONLY=0
+    DATA="${DATA:-$HOME/data}"; OOD="${OOD_DATA:-}"; SPLIT_DIR=""; RUNS=""; ONLY_FT=0; FEW_ONLY=0; TEST_ONLY=0
     WIDTH=64; CACHED=0; PROBE_EPOCHS=30; FEW_EPOCHS=100; DRY_RUN=0
     NNODES="${SLURM_NNODES:-1}"; NODE_RANK="${SLURM_NODEID:-0}"; MASTER_ADDR=127.0.0.1
     if [[ -n "${SLURM_JOB_NODELIST:-}" ]] && command -v scontrol > /dev/null; then
