@@ -291,8 +291,6 @@ def resume_differences(args, saved: dict) -> list[str]:
 
 def check_resume(args, state: dict, path: Path) -> None:
     """Refuse a checkpoint whose run had other trajectory settings (ValueError)."""
-    if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:
-        raise ValueError(f"{path} is not a pre-training checkpoint of this project (no state_dict / epoch)")
     if args.COLT and "colt" not in state:
         raise ValueError(f"{path} holds no COLT state: it was not a --COLT run")
     differences = resume_differences(args, state.get("args") or {})
@@ -541,6 +539,8 @@ def check_inputs(args, info: distributed.DistInfo):
         path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
         # on the CPU: RNG states must stay CPU tensors; weights and optimiser state follow the model
         state = load_checkpoint(path, map_location="cpu")
+        if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "epoch" not in state:
+            raise ValueError(f"{path} is not a pre-training checkpoint of this project (no state_dict / epoch)")
     return train_set, ood_pool, train_data, knn_test, run_dir, mode, path, state
 
 
