@@ -577,11 +577,13 @@ def run(args, info: distributed.DistInfo) -> Path:
                 if info.is_main and aside is not None:
                     shutil.rmtree(aside, ignore_errors=True)
     except NonFiniteError as e:
-        last = run_dir / "model.pt"
-        kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
         logger.close()
-        if not saved_once:
+        last = run_dir / "model.pt"
+        if not saved_once and aside is not None:
             give_back_run_dir(run_dir, aside, info)
+            kept = f"the run it was to replace is back in {run_dir}, unchanged"
+        else:
+            kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
         raise SystemExit(f"error: {e}; stopped before saving: {kept} (lower --lr or raise --temperature)") \
             from None
     except ImageDecodeError as e:
