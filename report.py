@@ -33,7 +33,9 @@ def collect_results(paths) -> list[dict]:
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(path.rglob("results.json"))
+            # hidden folders hold probes moved aside by --overwrite, not results to report
+            files += sorted(f for f in path.rglob("results.json")
+                            if not any(part.startswith(".") for part in f.relative_to(path).parts))
         elif path.is_file():
             files.append(path)
         else:
@@ -44,11 +46,33 @@ def collect_results(paths) -> list[dict]:
             result = json.loads(file.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{file}: not a results.json ({e})") from e
+        check_result(result, file)
         result.setdefault("method", file.parent.parent.name)
         result.setdefault("shot", "full")
         result["path"] = str(file)
         results.append(result)
     return results
+
+
+def check_result(result, file) -> None:
+    """A results.json is an object whose metrics are numbers (or null) and whose per-class lists match."""
+    if not isinstance(result, dict):
+        raise ValueError(f"{file}: not a results.json (expected an object of metrics, got {type(result).__name__})")
+    if not any(metric in result for metric in METRICS):
+        raise ValueError(f"{file}: not a results.json (none of the metrics {', '.join(METRICS)})")
+    for metric in METRICS:
+        value = result.get(metric)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{file}: {metric!r} must be a number, got {value!r}")
+    for key in ("method", "shot"):
+        if key in result and not isinstance(result[key], str):
+            raise ValueError(f"{file}: {key!r} must be a string, got {result[key]!r}")
+    if result.get("shot", "full") not in SHOTS:
+        raise ValueError(f"{file}: 'shot' must be one of {', '.join(SHOTS)}, got {result['shot']!r}")
+    per_class, counts = result.get("per_class"), result.get("class_counts")
+    if per_class is not None or counts is not None:
+        if not isinstance(per_class, list) or not isinstance(counts, list) or len(per_class) != len(counts):
+            raise ValueError(f"{file}: 'per_class' and 'class_counts' must be lists of the same length")
 
 
 def build_table(results: list[dict]) -> list[dict]:
@@ -221,6 +245,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for table.md, table.csv, per_class.png, groups.png")
     args = p.parse_args(argv)
     try:
+        existing = next(p for p in (Path(args.out), *Path(args.out).parents) if p.exists())
+        if not existing.is_dir():
+            raise ValueError(f"--out {args.out}: {existing} is a file: --out must name a folder")
         results = collect_results(args.inputs)
         if not results:
             raise ValueError(f"no results.json under {', '.join(args.inputs)}")

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
@@ -31,9 +34,11 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from data.build import DATASETS, build_eval_sets, build_train_set, canonical_dataset
+from data.datasets import ImageDecodeError, decode_error_message
 from data.views import IMAGE_KIND, eval_transform, to_device
 from models import MODEL_NAMES, build_encoder
-from utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint, strip_module_prefix
+from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+                              shape_mismatches, strip_module_prefix)
 from utils.embed import with_transform
 from utils.cli import HelpFormatter
 from utils.logger import RunLogger, progress_disabled, write_args
@@ -82,7 +87,9 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
     p.add_argument("--test_only", action="store_true",
                    help="evaluate the probe already saved as <save-dir>/<experiment>/probe.pt on the test set")
     p.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints_probe", help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing probe of the same name")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing probe of the same name: the old one is moved aside once every input "
+                        "is checked, removed when the new results are written, and put back if the probe fails")
     p.add_argument("--method", default=None, help="method name for the report (default: the pre-training "
                                                   "run's name)")
     p.add_argument("--seed", type=int, default=1, help="seed of the linear layer and the data order")
@@ -91,6 +98,15 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
     args = p.parse_args(argv)
     args.shot = "few" if few_shot else "full"
+    for name in ("epochs", "test_freq"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.batch_size is not None and args.batch_size <= 0:
+        p.error(f"--batch_size must be positive, got {args.batch_size}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        p.error(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.num_workers < 0:
+        p.error(f"--num_workers must be >= 0, got {args.num_workers}")
     try:
         args.milestones = [int(e) for e in str(args.decreasing_lr).split(",") if e.strip()]
     except ValueError:
@@ -201,6 +217,8 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
+        if not math.isfinite(total):
+            raise SystemExit(f"error: non-finite probe loss at epoch {epoch}: nothing was saved (lower --lr)")
         scheduler.step()
         logger.scalars({"loss": total / len(order), "lr": optimizer.param_groups[0]["lr"]}, epoch, "probe/")
         if epoch % args.test_freq == 0 or epoch == args.epochs:
@@ -230,6 +248,14 @@ def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device,
         state = load_checkpoint(run_dir / "probe.pt", map_location=device)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    mismatches = shape_mismatches(encoder.state_dict(), state.get("encoder") or {})
+    if mismatches:
+        width = encoder.conv1.weight.shape[0]
+        saved = (state.get("encoder") or {}).get("conv1.weight")
+        trained = f"an encoder of width {saved.shape[0]}" if saved is not None else "another encoder"
+        raise SystemExit(f"error: probe {run_dir / 'probe.pt'} was trained on {trained}; --checkpoint "
+                         f"{args.checkpoint} is a width-{width} encoder ({len(mismatches)} tensors differ, e.g. "
+                         f"{mismatches[0]})")
     encoder.load_state_dict(state["encoder"])
     head = nn.Linear(encoder.feature_dim, state["head"]["weight"].shape[0]).to(device)
     head.load_state_dict(state["head"])
@@ -263,13 +289,34 @@ def main(argv=None, few_shot: bool = False, description: str | None = None) -> P
     run_dir = Path(args.save_dir) / args.experiment
     if args.test_only:
         return evaluate_saved_probe(run_dir, encoder, test_set, counts, args, device, kind)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    aside = None
+    if (run_dir / "results.json").exists():  # a probe that never wrote its results is no probe yet
         if not args.overwrite:
             raise SystemExit(f"error: probe directory {run_dir} already holds results: use --overwrite or "
                              f"another name")
-        import shutil
-        shutil.rmtree(run_dir)
+        aside = run_dir.with_name(f".{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6}")
+        run_dir.rename(aside)
+    remove_stale_temporaries(run_dir)
+    try:
+        run_dir = train_and_test(args, run_dir, encoder, pretrain_args, train_set, val_set, test_set, counts, kind,
+                                 device)
+    except BaseException as e:
+        if aside is not None:  # the new probe failed: the old one goes back where it was
+            shutil.rmtree(run_dir, ignore_errors=True)
+            aside.rename(run_dir)
+        if isinstance(e, ImageDecodeError):
+            raise SystemExit(f"error: {decode_error_message(e)}") from None
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return run_dir
+
+
+def train_and_test(args, run_dir, encoder, pretrain_args, train_set, val_set, test_set, counts, kind, device):
+    """Train the probe, select by validation, test once; writes everything into ``run_dir``."""
     logger = RunLogger(run_dir)
+    if args.overwrite:
+        logger.info("--overwrite: the previous probe is kept aside until these results are written")
     write_args(args, run_dir / "args.json")
     torch.manual_seed(args.seed)
 
@@ -291,9 +338,10 @@ def main(argv=None, few_shot: bool = False, description: str | None = None) -> P
     results.update(method=args.method, shot=args.shot, split=str(pretrain_args.get("trainSplit")),
                    best_epoch=best["epoch"], val_accuracy=best["val"], selected_by="validation mean per-class top-1",
                    checkpoint=str(args.checkpoint))
-    atomic_write(run_dir / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
     save_checkpoint({"head": head.state_dict(), "encoder": encoder.state_dict(), "epoch": best["epoch"]},
                     run_dir / "probe.pt")
+    # results.json last: its presence marks a finished probe
+    atomic_write(run_dir / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
     logger.info(f"test (epoch {best['epoch']} by validation): all {results['all']:.2f} many {results['many']:.2f} "
                 f"medium {results['medium']:.2f} few {results['few']:.2f} std {results['std']:.2f}; "
                 f"{run_dir / 'results.json'}")

@@ -5,11 +5,18 @@ r"""SimCLR pre-training on a long-tailed split.
         --trainSplit split1_D_i
 
 The run directory is ``<save-dir>/<EXPERIMENT>``: args.json, log.txt, tensorboard/, model.pt (latest)
-and model_<epoch>.pt every --save_freq epochs. ``--resume`` continues a run exactly from its model.pt.
+and model_<epoch>.pt every --save_freq epochs. ``--resume`` continues a run exactly from its model.pt;
+it refuses settings that differ from the run's, except those in RESUME_MAY_CHANGE (see --resume).
+A non-finite loss stops the run with an error before anything is saved: the last good model.pt stays.
+
+Several processes: the contrastive loss, its gradients, the tailness scores and the OOD selection are
+those of one process at the same global batch, but BatchNorm statistics are per process (SyncBatchNorm
+needs CUDA; gloo on the CPU has none), so a 2-process CPU run is not bit-identical to a 1-process one.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -27,6 +34,7 @@ from tqdm import tqdm
 
 from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset, class_names
 from data.sampler import EpochSampler, SeededViews
+from data.datasets import ImageDecodeError, decode_error_message, image_size
 from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
 from data.device_loader import CroppedViewBatches, DeviceBatches, array_images, is_array_dataset
 from data.gpu_aug import aug_config
@@ -39,7 +47,8 @@ from utils import distributed
 from utils.embed import embed_dataset, with_transform
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 from utils.knn import knn_predict
-from utils.checkpoint import atomic_write, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
+                              set_rng_state, shape_mismatches)
 from utils.cli import HelpFormatter
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
@@ -51,6 +60,12 @@ PAPER_DEFAULTS = {
     "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01),
 }
 SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2)
+# Flags that --resume accepts with another value than the run's: none of them changes the weights, the
+# data order or the OOD selection. Every other saved setting must match (--epochs: see --extend_epochs).
+# Paths (--data, --ood_data, --ood_root) may change because data move; their content must not.
+RESUME_MAY_CHANGE = ("num_workers", "print_freq", "save_freq", "knn_every", "knn_k", "testSplit",
+                     "embed_batch_size", "device", "data", "ood_data", "ood_root", "save_dir", "experiment",
+                     "resume", "checkpoint", "overwrite", "extend_epochs", "check_only")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -150,10 +165,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="folder that holds run directories")
     g.add_argument("--seed", type=int, default=1, help="seed of initialisation, data order and augmentation")
     g.add_argument("--resume", action="store_true",
-                   help="continue the run in <save-dir>/<experiment> from its model.pt (or --checkpoint)")
+                   help="continue the run in <save-dir>/<experiment> from its model.pt (or --checkpoint). Only "
+                        f"these flags may differ from the run's: {', '.join('--' + n for n in RESUME_MAY_CHANGE)}; "
+                        "any other difference is refused. A directory without model.pt (stopped before its "
+                        "first checkpoint) starts again")
+    g.add_argument("--extend_epochs", action="store_true",
+                   help="with --resume: accept a larger --epochs than the run's. The cosine schedule is then "
+                        "stretched to the new total from the current step on, so the remaining learning rates "
+                        "differ from both the original run and a run planned that long from the start")
     g.add_argument("--checkpoint", default=None, help="with --resume: the checkpoint to continue from")
     g.add_argument("--overwrite", action="store_true",
-                   help="delete an existing run directory of the same name and start again")
+                   help="start an existing run of the same name again: once every input is checked, the old "
+                        "run directory is moved aside, removed when the new run saves its first checkpoint, "
+                        "and put back if the new run fails before that")
+    g.add_argument("--check_only", action="store_true",
+                   help="check every input and setting (data, pool, splits, checkpoint), then exit without "
+                        "writing anything (the launchers do this before starting several processes)")
     g.add_argument("--save_freq", type=int, default=100, help="also keep model_<epoch>.pt every this many epochs")
     g.add_argument("--print_freq", type=int, default=10, help="log every this many steps")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="training device")
@@ -180,9 +207,28 @@ def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
+    if args.extend_epochs and not args.resume:
+        parser.error("--extend_epochs extends a run: add --resume")
+    for name, low in (("lr", 0.0), ("temperature", 0.0)):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > low):
+            parser.error(f"--{name} must be a finite number > 0, got {value}")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        parser.error(f"--weight_decay must be a finite number >= 0, got {args.weight_decay}")
+    if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
+        parser.error(f"--momentum must be in [0, 1), got {args.momentum}")
+    for name in ("num_workers", "lr_warmup_epochs", "max_steps_per_epoch", "knn_every"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if args.knn_k <= 0:
+        parser.error(f"--knn_k must be positive, got {args.knn_k}")
+    if args.COLT and args.k_largest_logits > 2 * args.batch_size - 2:
+        parser.error(f"--k_largest_logits {args.k_largest_logits} exceeds the {2 * args.batch_size - 2} "
+                     f"negatives of an image in a global batch of {args.batch_size} (2 x batch_size - 2)")
     if args.checkpoint and not args.resume:
         parser.error("--checkpoint names the checkpoint to resume from: add --resume")
-    if args.warmup < 0 or args.sup_weight < 0 or args.cluster_temperature <= 0 or not 0 <= args.beta < 1:
+    if not all(math.isfinite(v) for v in (args.sup_weight, args.cluster_temperature, args.beta)) or \
+            args.warmup < 0 or args.sup_weight < 0 or args.cluster_temperature <= 0 or not 0 <= args.beta < 1:
         parser.error("--warmup and --sup_weight must be >= 0, --cluster_temperature > 0, 0 <= --beta < 1")
     if args.additional_dataset is not None and args.additional_dataset.lower() == "none":
         args.additional_dataset = None  # the MAK launchers' spelling of "no extra images"
@@ -196,24 +242,110 @@ def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return args
 
 
-def prepare_run_dir(args, info: distributed.DistInfo) -> Path:
-    """The run directory; an existing run is never overwritten unless --resume or --overwrite says so."""
+def plan_run_dir(args, info: distributed.DistInfo) -> tuple[Path, str]:
+    """(run directory, mode); checks only, writes nothing. An existing run is never replaced unless
+    --resume or --overwrite says so.
+
+    Modes: "new" (nothing there), "restart" (a directory that holds no model.pt: a start that stopped before
+    its first checkpoint, which is no run yet), "resume", "overwrite" (a run to move aside, see
+    :func:`take_run_dir`). Raises ValueError.
+    """
     run_dir = Path(args.save_dir) / args.experiment
-    error = None
+    plan = None
     if info.is_main:
-        # a run is there once training wrote into the folder (a launcher's bash_log.txt alone is not one)
-        exists = any((run_dir / name).exists() for name in ("args.json", "log.txt", "model.pt"))
-        if exists and not (args.resume or args.overwrite):
-            error = f"run directory {run_dir} already holds a run: use --resume to continue it, " \
-                    f"--overwrite to replace it, or another experiment name"
-        elif args.resume and not (args.checkpoint or (run_dir / "model.pt").is_file()):
-            error = f"--resume: no checkpoint at {run_dir / 'model.pt'}"
-        elif exists and args.overwrite:
-            shutil.rmtree(run_dir)
-    error = distributed.broadcast_object(error)
+        # a run is there once it saved a checkpoint (args.json, log.txt or a launcher's bash_log.txt alone
+        # are a start that never finished an epoch)
+        has_checkpoint = (run_dir / "model.pt").is_file()
+        started = has_checkpoint or any((run_dir / name).exists() for name in ("args.json", "log.txt"))
+        if args.resume:
+            if args.checkpoint or has_checkpoint:
+                plan = ("resume", None)
+            elif started:
+                plan = ("restart", None)
+            else:
+                plan = (None, f"--resume: no checkpoint at {run_dir / 'model.pt'} (no run started there)")
+        elif has_checkpoint and not args.overwrite:
+            plan = (None, f"run directory {run_dir} already holds a run: use --resume to continue it, "
+                          f"--overwrite to replace it, or another experiment name")
+        elif started:
+            plan = ("overwrite" if args.overwrite else "restart", None)
+        else:
+            plan = ("new", None)
+    mode, error = distributed.broadcast_object(plan)
     if error:
-        raise SystemExit(f"error: {error}")
-    return run_dir
+        raise ValueError(error)
+    return run_dir, mode
+
+
+def take_run_dir(run_dir: Path, mode: str, info: distributed.DistInfo) -> Path | None:
+    """Make ``run_dir`` this run's (main process only): with "overwrite" move the old run aside to a
+    hidden sibling and return that path; otherwise remove the temporaries of interrupted writes."""
+    aside = None
+    if info.is_main:
+        if mode == "overwrite":
+            aside = run_dir.with_name(f".{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6}")
+            run_dir.rename(aside)
+        else:
+            remove_stale_temporaries(run_dir)
+    distributed.barrier()
+    return aside
+
+
+def give_back_run_dir(run_dir: Path, aside: Path | None, info: distributed.DistInfo) -> None:
+    """A replacing run failed before its first checkpoint: put the old run back where it was."""
+    if info.is_main and aside is not None and aside.exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        aside.rename(run_dir)
+
+
+def saved_args(args) -> dict:
+    """The settings a checkpoint records: every flag of a plain type."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+def resume_differences(args, saved: dict) -> list[str]:
+    """``--flag new (run: old)`` for each saved setting that differs and may not change on --resume.
+
+    Generic over the saved keys: a key an older checkpoint lacks counts as unchanged.
+    """
+    new = saved_args(args)
+    out = []
+    for key, value in new.items():
+        if key in RESUME_MAY_CHANGE or key not in saved:
+            continue
+        old = saved[key]
+        if key == "epochs" and args.extend_epochs and isinstance(old, int) and value > old:
+            continue
+        same = value == old or (isinstance(value, float) and isinstance(old, float) and math.isnan(value)
+                                and math.isnan(old))
+        if not same:
+            out.append(f"--{key} {value} (run: {old})")
+    return out
+
+
+def check_resume(args, state: dict, path: Path) -> None:
+    """Refuse a checkpoint whose run had other trajectory settings (ValueError)."""
+    if args.COLT and "colt" not in state:
+        raise ValueError(f"{path} holds no COLT state: it was not a --COLT run")
+    differences = resume_differences(args, state.get("args") or {})
+    if differences:
+        hint = " (a larger --epochs needs --extend_epochs)" if any(d.startswith("--epochs ") for d in differences) \
+            else ""
+        raise ValueError(f"--resume: these settings differ from the run's: {', '.join(differences)}; only "
+                         f"{', '.join('--' + n for n in RESUME_MAY_CHANGE[:8])}, ... may change{hint}")
+
+
+def check_architecture(model: nn.Module, state: dict, path: Path, args) -> None:
+    """One line instead of load_state_dict's size-mismatch traceback (ValueError)."""
+    mismatches = shape_mismatches(model.state_dict(), state["state_dict"])
+    if mismatches:
+        saved = state.get("args") or {}
+        built = f"--model {args.model} --width {args.width} --output_ch {args.output_ch}"
+        if {"model", "width", "output_ch"} <= saved.keys():
+            raise ValueError(f"checkpoint {path} was trained with --model {saved['model']} --width "
+                             f"{saved['width']} --output_ch {saved['output_ch']}; this run builds {built}")
+        raise ValueError(f"checkpoint {path} does not fit this run's {built} ({len(mismatches)} tensors "
+                         f"differ, e.g. {mismatches[0]})")
 
 
 def build_model(args, info: distributed.DistInfo) -> nn.Module:
@@ -256,30 +388,56 @@ def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.
     return loss
 
 
+class NonFiniteError(Exception):
+    """The loss or the weights stopped being finite: nothing of this epoch may be saved."""
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch: int,
                     colt: COLTState | None = None) -> dict:
+    """One epoch; raises NonFiniteError naming the first step whose loss was not finite.
+
+    The check costs no host-device sync per step: the first bad step is kept in a device-side tensor and
+    read once at the end of the epoch (and whenever the loss is printed anyway).
+    """
     model.train()
     steps = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
     loss_sum, seen, start = torch.zeros((), device=info.device), 0, time.time()
+    first_bad = torch.full((), -1, dtype=torch.long, device=info.device)
+    bad_value = torch.zeros((), device=info.device)
     bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=progress_disabled(info.is_main), leave=False,
                dynamic_ncols=True)
-    for step, (views, _labels, index, is_ood) in enumerate(loader):
-        if step == steps:
-            break
-        loss = contrastive_loss(model, views, args, info.device, is_ood, index, colt, epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum += loss.detach()
-        seen += views.shape[0] * info.world_size
-        bar.update(1)
-        if (step + 1) % args.print_freq == 0 or step + 1 == steps:
-            global_step = scheduler.last_epoch
-            lr = optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.4f}")
-            logger.scalars({"loss": loss.item(), "lr": lr}, global_step, prefix="train/")
-    bar.close()
+    try:  # the bar is cleared whatever happens, so that an error message starts its own line
+        for step, (views, _labels, index, is_ood) in enumerate(loader):
+            if step == steps:
+                break
+            loss = contrastive_loss(model, views, args, info.device, is_ood, index, colt, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach()
+            new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+            first_bad.masked_fill_(new_bad, step + 1)
+            bad_value = torch.where(new_bad, loss.detach().float(), bad_value)
+            seen += views.shape[0] * info.world_size
+            bar.update(1)
+            if (step + 1) % args.print_freq == 0 or step + 1 == steps:
+                if first_bad.item() > 0:
+                    break
+                global_step = scheduler.last_epoch
+                lr = optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.4f}")
+                logger.scalars({"loss": loss.item(), "lr": lr}, global_step, prefix="train/")
+    finally:
+        bar.close()
+    # every rank computes the same global loss; the reduction keeps the ranks' decisions identical anyway
+    if distributed.all_reduce_mean((first_bad > 0).float()).item() > 0:
+        raise NonFiniteError(f"non-finite loss ({bad_value.item()}) at epoch {epoch}, step {first_bad.item()} "
+                             f"of {steps}")
+    net = model.module if isinstance(model, DistributedDataParallel) else model
+    tensors = [t for t in net.state_dict().values() if t.is_floating_point()]
+    if not torch.stack([torch.isfinite(t).all() for t in tensors]).all().item():
+        raise NonFiniteError(f"non-finite weights after epoch {epoch} (the loss stayed finite)")
     elapsed = time.time() - start
     mean_loss = distributed.all_reduce_mean(loss_sum / max(steps, 1)).item()
     return {"loss": mean_loss, "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
@@ -375,7 +533,7 @@ def checkpoint_state(model, optimizer, scheduler, epoch: int, args, colt: COLTSt
     net = model.module if isinstance(model, DistributedDataParallel) else model
     state = {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(),
-             "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}}
+             "args": saved_args(args)}
     if colt is not None:
         state["colt"] = colt.state_dict()
     return state
@@ -409,40 +567,111 @@ def main(argv=None) -> Path:
         distributed.cleanup()
 
 
+def check_inputs(args, info: distributed.DistInfo):
+    """Everything that can be checked before the run directory is touched: data, pool, sizes, the run
+    directory's state and, with --resume, the checkpoint and its settings. Raises FileNotFoundError or
+    ValueError. Returns (train_set, ood_pool, train_data, knn_test, run_dir, mode, checkpoint path, state)."""
+    train_set = build_train_set(args.dataset, args.data, args.trainSplit)
+    ood_pool = None
+    if args.COLT:
+        ood_pool = build_ood_pool(args.sample_set, args.ood_data, args.dataset, args.data, args.ood_root)
+        if args.budget > len(ood_pool):
+            raise ValueError(f"--budget {args.budget} exceeds the OOD pool of {len(ood_pool)} images")
+        if args.ood_scorer == "clusters" and args.k_means_clusters > len(train_set):
+            raise ValueError(f"--k_means_clusters {args.k_means_clusters} exceeds the {len(train_set)} ID images")
+        if IMAGE_KIND[args.dataset] == "cifar":  # 32x32 data is embedded unresized: pool and ID must agree
+            id_size, pool_size = image_size(train_set), image_size(ood_pool)
+            if id_size != pool_size:
+                raise ValueError(f"the OOD pool's images are {pool_size[0]}x{pool_size[1]}, the ID images "
+                                 f"{id_size[0]}x{id_size[1]}: resize the pool to the ID images' size")
+    train_data = IdOodDataset(train_set, ood_pool)
+    if args.additional_dataset:  # extra images chosen offline (MAK): fixed for the whole run
+        extra_pool, extra = build_additional_set(args.additional_dataset, args.additional_split,
+                                                 args.additional_data, args.data, args.additional_dataset_root)
+        if IMAGE_KIND[args.dataset] == "cifar" and image_size(extra_pool) != image_size(train_set):
+            raise ValueError(f"the extra images are {image_size(extra_pool)}, the training images "
+                             f"{image_size(train_set)} (H, W): resize the pool to the training images' size")
+        train_data = IdOodDataset(train_set, extra_pool)
+        train_data.set_ood_indices(extra)
+        args.additional_items = len(extra)
+    knn_test = build_test_set(args.dataset, args.data, args.testSplit) if args.knn_every else None
+    EpochSampler(len(train_set), args.batch_size, info.world_size)  # checks the batch fits and divides
+    run_dir, mode = plan_run_dir(args, info)
+    path, state = None, None
+    if mode == "resume":
+        path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
+        # on the CPU: RNG states must stay CPU tensors; weights and optimiser state follow the model
+        state = load_checkpoint(path, map_location="cpu")
+        if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "epoch" not in state:
+            raise ValueError(f"{path} is not a pre-training checkpoint of this project (no state_dict / epoch)")
+    return train_set, ood_pool, train_data, knn_test, run_dir, mode, path, state
+
+
 def run(args, info: distributed.DistInfo) -> Path:
-    # Data: the long-tailed ID set and, with COLT, the OOD pool. Built first, so that bad input fails
-    # before anything is written.
+    # Data, pool, run directory and checkpoint are all checked before anything is written.
     try:
-        train_set = build_train_set(args.dataset, args.data, args.trainSplit)
-        ood_pool = None
-        if args.COLT:
-            ood_pool = build_ood_pool(args.sample_set, args.ood_data, args.dataset, args.data, args.ood_root)
-            if args.budget > len(ood_pool):
-                raise ValueError(f"--budget {args.budget} exceeds the OOD pool of {len(ood_pool)} images")
-        train_data = IdOodDataset(train_set, ood_pool)
-        if args.additional_dataset:  # extra images chosen offline (MAK): fixed for the whole run
-            extra_pool, extra = build_additional_set(args.additional_dataset, args.additional_split,
-                                                     args.additional_data, args.data, args.additional_dataset_root)
-            if tuple(extra_pool[0][0].shape) != tuple(train_set[0][0].shape):
-                raise ValueError(f"the extra images are {tuple(extra_pool[0][0].shape)[1:]}, the training images "
-                                 f"{tuple(train_set[0][0].shape)[1:]} (C, H, W)")
-            train_data = IdOodDataset(train_set, extra_pool)
-            train_data.set_ood_indices(extra)
-            args.additional_items = len(extra)
-        knn_test = build_test_set(args.dataset, args.data, args.testSplit) if args.knn_every else None
-        EpochSampler(len(train_set), args.batch_size, info.world_size)  # checks the batch fits and divides
+        train_set, ood_pool, train_data, knn_test, run_dir, mode, path, state = check_inputs(args, info)
+        torch.manual_seed(args.seed)
+        model = build_model(args, info)
+        if state is not None:
+            check_architecture(model, state, path, args)
+            check_resume(args, state, path)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    run_dir = prepare_run_dir(args, info)
+    if args.check_only:
+        if info.is_main:
+            print(f"checked: {len(train_set)} training images, run directory {run_dir} ({mode}); nothing written")
+        return run_dir
+    aside = take_run_dir(run_dir, mode, info)
     logger = RunLogger(run_dir, enabled=info.is_main)
-    torch.manual_seed(args.seed)
-    if info.is_main and not args.resume:
-        write_args(args, run_dir / "args.json")
+    saved_once = False
+    try:
+        if aside is not None:
+            logger.info(f"--overwrite: the old run is kept at {aside} until this run saves its first checkpoint")
+        if mode == "restart":
+            logger.info(f"{run_dir} held no checkpoint (an earlier start stopped before its first epoch "
+                        f"ended): starting the run again")
+        if info.is_main and state is None:
+            write_args(args, run_dir / "args.json")
+        for message in train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, knn_test,
+                             path, state):
+            if message == "saved" and not saved_once:
+                saved_once = True
+                if info.is_main and aside is not None:
+                    shutil.rmtree(aside, ignore_errors=True)
+    except NonFiniteError as e:
+        logger.close()
+        last = run_dir / "model.pt"
+        if not saved_once and aside is not None:
+            give_back_run_dir(run_dir, aside, info)
+            kept = f"the run it was to replace is back in {run_dir}, unchanged"
+        else:
+            kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
+        raise SystemExit(f"error: {e}; stopped before saving: {kept} (lower --lr or raise --temperature)") \
+            from None
+    except ImageDecodeError as e:
+        logger.close()
+        if not saved_once:
+            give_back_run_dir(run_dir, aside, info)
+        raise SystemExit(f"error: {decode_error_message(e)}") from None
+    except BaseException:
+        logger.close()
+        if not saved_once:
+            give_back_run_dir(run_dir, aside, info)
+        raise
+    logger.info(f"done: outputs in {run_dir.resolve()}")
+    logger.close()
+    return run_dir
+
+
+def train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, knn_test, path, state):
+    """The training loop; yields "saved" after every checkpoint."""
     kind = IMAGE_KIND[args.dataset]
     batched = args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
     views = TwoViews(simclr_crop(kind) if batched else simclr_augmentation(kind))
     id_on_device = None
-    if batched and is_array_dataset(train_set) and (train_data.ood_pool is None or is_array_dataset(train_data.ood_pool)):
+    if batched and is_array_dataset(train_set) and \
+            (train_data.ood_pool is None or is_array_dataset(train_data.ood_pool)):
         id_on_device = array_images(train_set).to(info.device)  # else workers decode and crop, as file lists
 
     def make_loader():  # again after every sampling round: the training set changes
@@ -458,31 +687,28 @@ def run(args, info: distributed.DistInfo) -> Path:
                             persistent_workers=args.num_workers > 0)
         return sampler, loader
 
-    # Model, optimiser, per-iteration schedule, COLT state.
-    model = build_model(args, info)
+    # Optimiser, per-iteration schedule, COLT state.
     optimizer = build_optimizer(args.optimizer, model, args.lr, args.weight_decay, args.momentum)
     total_steps, warmup_steps = schedule_steps(args, len(train_data))
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
     colt = COLTState(len(train_set), args.beta, args.warmup, args.sample_interval, info.device) if args.COLT else None
     start_epoch = 1
-    if args.resume:
-        path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
-        try:
-            # on the CPU: RNG states must stay CPU tensors; weights and optimiser state follow the model
-            state = load_checkpoint(path, map_location="cpu")
-        except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"error: {e}") from None
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         if colt is not None:
-            if "colt" not in state:
-                raise SystemExit(f"error: {path} holds no COLT state: it was not a --COLT run")
             colt.load_state_dict(state["colt"])
             train_data.set_ood_indices(colt.ood_indices)
         start_epoch = state["epoch"] + 1
         logger.info(f"resumed from {path} at epoch {state['epoch']}")
+        planned = (state.get("args") or {}).get("epochs", args.epochs)
+        if args.epochs != planned:  # --extend_epochs: the schedule's lambda already counts the new total
+            for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+            logger.info(f"--extend_epochs: {planned} -> {args.epochs} epochs; the cosine schedule now ends at "
+                        f"step {total_steps}, so the remaining learning rates differ from the planned run's")
     if info.is_distributed:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     sampler, loader = make_loader()
@@ -509,9 +735,7 @@ def run(args, info: distributed.DistInfo) -> Path:
         if info.is_main:
             save_run(run_dir, checkpoint_state(model, optimizer, scheduler, epoch, args, colt), args, epoch)
         distributed.barrier()
-    logger.info(f"done: outputs in {run_dir.resolve()}")
-    logger.close()
-    return run_dir
+        yield "saved"
 
 
 if __name__ == "__main__":

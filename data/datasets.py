@@ -28,6 +28,11 @@ def load_split_file(path: str | Path, size: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head.startswith(b"\x93NUMPY") and b"\0" not in head:
+        raise ValueError(f"{path} is a text file, not a .npy index file: CIFAR and synthetic splits are .npy "
+                         f"arrays of indices (image lists are for ImageNet-100 and Places)")
     try:
         indices = np.load(path, allow_pickle=False)
     except Exception as e:
@@ -90,11 +95,36 @@ def read_image_list(list_file: str | Path) -> tuple[list[str], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
+class ImageDecodeError(ValueError):
+    """An image file that exists but cannot be decoded; the message names the file."""
+
+
+def decode_error_message(error: ImageDecodeError) -> str:
+    """The one-line message of an ImageDecodeError, also when a DataLoader worker re-raised it with the
+    worker's traceback folded into the message."""
+    text = str(error).strip()
+    last = text.splitlines()[-1] if text else "cannot decode an image"
+    return last.split(f"{type(error).__name__}: ", 1)[-1]
+
+
 def decode_rgb(path: str | Path) -> torch.Tensor:
-    """Decode any PIL-readable image to a uint8 RGB CHW tensor."""
-    with Image.open(path) as img:
-        array = np.asarray(img.convert("RGB"))
+    """Decode any PIL-readable image to a uint8 RGB CHW tensor (ImageDecodeError naming the file if not)."""
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for truncated or foreign files
+        raise ImageDecodeError(f"cannot decode image {path}: {e}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def image_size(dataset) -> tuple[int, int]:
+    """(height, width) of a dataset's images: the array's for arrays, the first file's for image files."""
+    if isinstance(dataset, ArrayImageDataset):
+        return tuple(int(n) for n in dataset.images.shape[1:3])
+    if isinstance(dataset, ImageFilesDataset):
+        image = decode_rgb(dataset.root / dataset.paths[0])
+        return int(image.shape[1]), int(image.shape[2])
+    raise TypeError(f"no image size for {type(dataset).__name__}")
 
 
 class ImageFilesDataset(Dataset):
@@ -126,6 +156,8 @@ class ImageListDataset(ImageFilesDataset):
         if not root.is_dir():
             raise FileNotFoundError(f"image root not found: {root}")
         paths, labels = read_image_list(list_file)
-        if not (root / paths[0]).is_file():
-            raise FileNotFoundError(f"{list_file} names {paths[0]}, but {root / paths[0]} does not exist")
+        missing = [p for p in paths if not (root / p).is_file()]  # every path up front, not mid-epoch
+        if missing:
+            raise FileNotFoundError(f"{list_file} names {len(missing)} image(s) that do not exist under {root}, "
+                                    f"e.g. {missing[0]}" + (f", {missing[1]}" if len(missing) > 1 else ""))
         super().__init__(root, paths, labels, transform)

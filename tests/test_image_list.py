@@ -45,5 +45,5 @@ def test_clear_errors(image_root, tmp_path):
     with pytest.raises(ValueError, match="bad.txt:1"):
         ImageListDataset(image_root, image_root / "bad.txt")
     (image_root / "gone.txt").write_text("n01/nothing.JPEG 0\n")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) that do not exist"):
         ImageListDataset(image_root, image_root / "gone.txt")

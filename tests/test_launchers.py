@@ -37,8 +37,7 @@ def flag(command, name):
 def test_cifar10_simclr_defaults(tmp_path):
     pretrain, full, few = dry_run("cifar-10-LT_extra.sh", "-g", "1", "-p", "4867", "-w", "8", "--split",
                                   "split1_D_i", "--data", str(tmp_path))
-    assert pretrain[1:4] == ["-m", "torch.distributed.run", "--nproc_per_node=1"]
-    assert "--master_port=4867" in pretrain and "train_simclr.py" in pretrain and "--COLT" not in pretrain
+    assert pretrain[1] == "train_simclr.py" and "--COLT" not in pretrain  # one process: no torchrun
     for name, value in [("--dataset", "cifar10"), ("--model", "res18"), ("--epochs", "2000"), ("--batch_size", "512"),
                         ("--lr", "0.5"), ("--temperature", "0.2"), ("--num_workers", "8"), ("--data", str(tmp_path))]:
         assert flag(pretrain, name) == value, name
@@ -67,7 +66,8 @@ def test_cifar10_simclr_defaults(tmp_path):
      {"--dataset": "places", "--model": "res50", "--epochs": "500", "--sup_weight": "0.01"}),
 ])
 def test_the_papers_colt_commands(script, args, expected):
-    pretrain, full, few = dry_run(script, *args)
+    commands = dry_run(script, *args)
+    pretrain, full, few = commands[-3:]
     common = {"--COLT": None, "--warmup": "100", "--sample_interval": "25", "--budget": "10000",
               "--k_largest_logits": "10", "--k_means_clusters": "10"}
     for name, value in {**common, **expected}.items():
@@ -75,7 +75,12 @@ def test_the_papers_colt_commands(script, args, expected):
         if value is not None:
             assert flag(pretrain, name) == value, name
     gpus = "2" if "imagenet" in script or "places" in script else "1"
-    assert f"--nproc_per_node={gpus}" in pretrain
+    if gpus == "1":
+        assert len(commands) == 3 and pretrain[1] == "train_simclr.py"
+    else:  # several processes: a plain check of every input first, then torchrun
+        assert len(commands) == 4 and f"--nproc_per_node={gpus}" in pretrain and "--master_port=4867" in pretrain
+        check = commands[0]
+        assert check[-1] == "--check_only" and check[1:-1] == pretrain[pretrain.index("train_simclr.py"):]
     name = pretrain[pretrain.index("train_simclr.py") + 1]
     assert name.startswith("COLT_") and flag(full, "--method") == "COLT" == flag(few, "--method")
     if "--data" in args:
@@ -93,9 +98,9 @@ def test_cifar10_ood_pool_defaults_to_the_data_folder(tmp_path):
 
 def test_multi_node_flags_and_slurm():
     pretrain = dry_run("imagenet-100-res50-LT_extra.sh", "-g", "8", "--nnodes", "2", "--node_rank", "1",
-                       "--master_addr", "node0")[0]
+                       "--master_addr", "node0")[1]
     assert {"--nnodes=2", "--node_rank=1", "--master_addr=node0", "--nproc_per_node=8"} <= set(pretrain)
-    pretrain = dry_run("cifar-10-LT_extra.sh", env={"SLURM_NNODES": "4", "SLURM_NODEID": "3"})[0]
+    pretrain = dry_run("cifar-10-LT_extra.sh", env={"SLURM_NNODES": "4", "SLURM_NODEID": "3"})[1]
     assert {"--nnodes=4", "--node_rank=3"} <= set(pretrain)
 
 

@@ -20,12 +20,14 @@ def _scores_and_selection(rank, world_size, views, index, is_ood, id_images, poo
     part = slice(rank * b, (rank + 1) * b)
     loss = train_simclr.contrastive_loss(model, views[part], args, torch.device("cpu"), is_ood[part],
                                          index[part], colt, epoch=1)
+    loss.backward()  # NT-Xent + distribution-level loss through the gathered embeddings
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     from utils.embed import embed_dataset
     id_emb = embed_dataset(model, ArrayImageDataset(id_images), torch.device("cpu"), batch_size=5)
     pool_emb = embed_dataset(model, ArrayImageDataset(pool_images), torch.device("cpu"), batch_size=7)
     result = select_by_clusters(id_emb, pool_emb, colt.tracker.scores.numpy(), budget=9, num_clusters=3,
                                 temperature=1.0, seed=0)
-    return loss.item(), colt.tracker.scores, id_emb, result.ood_indices
+    return loss.item(), colt.tracker.scores, id_emb, result.ood_indices, grads
 
 
 def test_two_gloo_processes_give_the_scores_and_selection_of_one():
@@ -38,12 +40,16 @@ def test_two_gloo_processes_give_the_scores_and_selection_of_one():
     views = torch.randint(0, 256, (8, 2, 3, 32, 32), dtype=torch.uint8, generator=g)
     single = _scores_and_selection(0, 1, views, index, is_ood, id_images, pool_images)
     assert (~torch.isnan(single[1])).sum() == 6 and torch.isnan(single[1][[1, 4, 6, 8, 10]]).all()
-    for loss, scores, id_emb, picks in run_processes(_scores_and_selection, 2, views, index, is_ood,
-                                                      id_images, pool_images):
+    ranks = run_processes(_scores_and_selection, 2, views, index, is_ood, id_images, pool_images)
+    for loss, scores, id_emb, picks, _ in ranks:
         assert loss == pytest.approx(single[0], rel=1e-5)
         torch.testing.assert_close(scores, single[1], equal_nan=True)
         torch.testing.assert_close(id_emb, single[2])
         assert np.array_equal(picks, single[3])
+    # each rank holds world_size x its shard's gradient; DDP's average over ranks is one process's gradient
+    assert single[4].keys() == ranks[0][4].keys() and len(single[4]) > 0
+    for name, grad in single[4].items():
+        torch.testing.assert_close((ranks[0][4][name] + ranks[1][4][name]) / 2, grad, rtol=1e-4, atol=1e-6)
 
 
 def colt_args(root, save_dir, *extra):

@@ -81,6 +81,33 @@ def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that an interrupted :func:`atomic_write` left in ``folder``.
+
+    Call it only from the one process that owns the folder, before it writes anything: a temporary is
+    stale once no writer is running.
+    """
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def shape_mismatches(expected: dict, loaded: dict) -> list[str]:
+    """Keys of ``expected`` (a model's state dict) that ``loaded`` lacks or holds with another shape."""
+    out = []
+    for key, value in expected.items():
+        other = loaded.get(key)
+        if other is None or tuple(getattr(other, "shape", ())) != tuple(value.shape):
+            out.append(f"{key} {tuple(value.shape)} (checkpoint: "
+                       f"{'missing' if other is None else tuple(other.shape)})")
+    return out
+
+
 def strip_module_prefix(state_dict: dict) -> dict:
     """Drop the ``module.`` prefix that DDP-wrapped models add to every key."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}

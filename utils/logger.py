@@ -7,6 +7,7 @@ bars' carriage returns would run into the log lines.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -59,5 +60,16 @@ class RunLogger:
 
 def write_args(args, path: str | Path) -> None:
     """args.json: every flag of the run, to read back or to repeat it (written atomically)."""
-    text = json.dumps(vars(args), indent=2, sort_keys=True, default=str) + "\n"
+    text = json.dumps(json_safe(vars(args)), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def json_safe(value):
+    """``value`` with non-finite floats as the strings "nan", "inf", "-inf": JSON has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared body of the per-dataset launchers: parse the original scripts' flags, then run pre-training
-# (torchrun), full-shot and few-shot linear probing, stopping at the first failing step.
+# (plain python for one process, torchrun for several), full-shot and few-shot linear probing, stopping at
+# the first failing step.
 # A dataset script sets the D_* defaults below and calls: main "$@"
 # shellcheck disable=SC2034,SC2153  # the D_* variables are set by the sourcing script
 
@@ -138,6 +139,8 @@ parse() {
         esac
         shift 2
     done
+    [[ "$GPUS" =~ ^[1-9][0-9]*$ ]] || die_usage "-g takes a positive number of processes, got '$GPUS'"
+    [[ "$NNODES" =~ ^[1-9][0-9]*$ ]] || die_usage "--nnodes takes a positive number, got '$NNODES'"
     SPLIT_DIR="${SPLIT_DIR:-$REPO_ROOT/splits/$D_DATASET}"
     if [[ -z "$OOD" && -n "${D_OOD_DEFAULT:-}" ]]; then
         OOD="$DATA/$D_OOD_DEFAULT"
@@ -159,9 +162,7 @@ main() {
     local runs="$RUNS"
     RUN_DIR="$runs/$name"
 
-    local pretrain=("$PYTHON" -m torch.distributed.run --nproc_per_node="$GPUS" --nnodes="$NNODES"
-                    --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$PORT"
-                    train_simclr.py "$name" --dataset "$D_DATASET" --data "$DATA"
+    local pretrain=(train_simclr.py "$name" --dataset "$D_DATASET" --data "$DATA"
                     --trainSplit "$(split_path "$SPLIT")" --save-dir "$runs" --model "$D_MODEL" --width "$WIDTH"
                     --epochs "$EPOCHS" --batch_size "$BATCH" --lr "$LR" --temperature "$TEMP"
                     --num_workers "$WORKERS")
@@ -172,6 +173,17 @@ main() {
         if [[ -n "$OOD" ]]; then pretrain+=(--ood_data "$OOD"); fi
     fi
     if (( RESUME )); then pretrain+=(--resume); fi
+    # One process needs no torchrun, and its failures then end in the project's one-line error. Several
+    # processes: check every input in one plain process first, so that bad input is not buried under
+    # torchrun's ChildFailedError report.
+    local check=()
+    if (( GPUS == 1 && NNODES == 1 )); then
+        pretrain=("$PYTHON" "${pretrain[@]}")
+    else
+        check=("$PYTHON" "${pretrain[@]}" --check_only)
+        pretrain=("$PYTHON" -m torch.distributed.run --nproc_per_node="$GPUS" --nnodes="$NNODES"
+                  --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$PORT" "${pretrain[@]}")
+    fi
 
     local few_split="${SPLIT##*/}"
     few_split="$(split_path "${few_split/_D_i/_S_b}")"
@@ -184,6 +196,7 @@ main() {
     if (( TEST_ONLY )); then probe+=(--test_only); fi
 
     if (( ! ONLY_FT && ! FEW_ONLY && ! TEST_ONLY )); then
+        if (( ${#check[@]} )); then run_step "${check[@]}"; fi
         run_step "${pretrain[@]}"
     fi
     if (( ! FEW_ONLY )); then
