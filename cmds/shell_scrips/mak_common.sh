@@ -22,6 +22,11 @@ die() {  # bad state rather than a bad flag: no usage
     exit 1
 }
 
+need_value() {  # a flag's value; a following --flag is none (it would swallow --dry_run and run for real)
+    (( $# >= 2 )) || die_usage "$1 needs a value"
+    [[ "$2" != --* ]] || die_usage "$1 needs a value, got the option '$2'"
+}
+
 as_bool() {  # True/False in any case, as the original scripts wrote them
     case "${2,,}" in
         true|1|yes) echo 1 ;;
@@ -214,7 +219,7 @@ add_data_main() {
             -h|--help) usage; exit 0 ;;
             --dry_run) DRY_RUN=1; shift; continue ;;
         esac
-        (( $# >= 2 )) || die_usage "$1 needs a value"
+        need_value "$@"
         parse_launch_flag "$1" "$2" || case "$1" in
             -e|--epochs) EPOCHS="$2" ;;
             -s|--split) SPLIT="$2" ;;
@@ -423,7 +428,7 @@ inference_main() {
             -h|--help) usage; exit 0 ;;
             --dry_run) DRY_RUN=1; shift; continue ;;
         esac
-        (( $# >= 2 )) || die_usage "$1 needs a value"
+        need_value "$@"
         parse_launch_flag "$1" "$2" || parse_pretrain_flag "$1" "$2" || case "$1" in
             --checkpoint) checkpoint="$2" ;;
             --inference_repeat_time) repeats="$2" ;;
@@ -475,11 +480,12 @@ sampling_usage() {
 usage: $(basename "$0") [options]
 MAK step 3 (sample_mak.py, one process): choose --sampling_num pool items from the inference outputs
 Infer_<pool>_<split name>_noAug__<run>, Infer_<dataset>_<split>_noAug__<run> and Infer_<pool>_<split name>__<run>
-in --runs_dir, and write the split <pool_split_dir>/MAK/<name> with <name>.json and <name>.png, where
+in --runs_dir, and write the split <pool_split_dir>/MAK/<name> (CIFAR: MAK/<split>/<name>, one folder per
+long-tailed split) with <name>.json and <name>.png, where
 <name> = optimize_<loss_weight>lossR<loss_repeat_time>_nearK<K_means_num>_coreR<core_sample_ratio>_num<sampling_num>_s<pretrain_seed>
 (random_num<N>_s<seed> / kcenter_num<N>_s<seed> for those methods). Re-train on it with
 imagenet-100-add-data.sh --additional_dataset imagenet-900 --additional_split MAK/<name> --additional_split_name <name>,
-or cifar-10-LT_extra.sh --save_dir MAK --additional_dataset 300K_random_images --additional_split <the written .npy>.
+or cifar-10-LT_extra.sh --save_dir MAK --additional_dataset 300K_random_images --additional_split MAK/<split>/<name>.
   -e, --epochs N            pre-training epochs, part of the run name (default: the dataset's, 1000 ImageNet-100)
   -s, --split NAME          long-tailed split of the pre-training run (default: the dataset's)
   --pretrain_seed N         seed of the pre-training run; also the sampling seed (default 10)
@@ -502,7 +508,8 @@ or cifar-10-LT_extra.sh --save_dir MAK --additional_dataset 300K_random_images -
   --overwrite True|False    replace a split of the same name (default False)
   --data, --data_root DIR   dataset root, for the default 300K pool path (default \$DATA, else ./data)
   --split_dir DIR           folder of the long-tailed splits (default splits/<dataset>)
-  --pool_split_dir DIR      the split goes to DIR/MAK (default splits/<pool>, e.g. splits/imagenet900)
+  --pool_split_dir DIR      the split goes to DIR/MAK (default splits/<pool>, e.g. splits/imagenet900, where
+                            train_simclr.py and add-data resolve --additional_split MAK/...)
   --runs_dir DIR            folder of the inference outputs (default checkpoints/<dataset>)
   --dry_run                 print the command without running it
   -h, --help                this help
@@ -520,7 +527,7 @@ sampling_main() {
             -h|--help) usage; exit 0 ;;
             --dry_run) DRY_RUN=1; shift; continue ;;
         esac
-        (( $# >= 2 )) || die_usage "$1 needs a value"
+        need_value "$@"
         parse_pretrain_flag "$1" "$2" || case "$1" in
             --sampling_method) method="$2" ;;
             --K_means_num) clusters="$2" ;;
@@ -549,6 +556,9 @@ sampling_main() {
         mak) name="optimize_${weight}lossR${LOSS_REPEAT}_nearK${clusters}_coreR${ratio}_num${num}_s${SEED}" ;;
         *) name="${method}_num${num}_s${SEED}" ;;
     esac
+    # CIFAR has five long-tailed splits and one pool: one folder per split keeps their choices apart
+    local save_dir="$POOL_SPLIT_DIR/MAK"
+    if (( ! P_RELEASE_NAMES )); then save_dir+="/$(bare_name "$SPLIT")"; fi
     local pool train aug
     pool="$(infer_name "$INF_DATASET" "$split_name" 1 "$PRETRAIN_NAME")"
     train="$(infer_name "$P_NAME" "$(bare_name "$SPLIT")" 1 "$PRETRAIN_NAME")"
@@ -566,7 +576,7 @@ sampling_main() {
     fi
     cmd+=(--sampling_method "$method" --sampling_num "$num" --loss_weight "$weight" --core_sample_ratio "$ratio"
           --K_means_num "$clusters" --loss_repeat_time "$LOSS_REPEAT" --seed "$SEED"
-          --split_save_dir "$POOL_SPLIT_DIR/MAK" --loss_txt_name "$name")
+          --split_save_dir "$save_dir" --loss_txt_name "$name")
     if (( overwrite )); then cmd+=(--overwrite); fi
     cd "$REPO_ROOT"
     RUN_DIR="$RUNS/$PRETRAIN_NAME"
