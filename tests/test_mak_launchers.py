@@ -338,3 +338,52 @@ def test_cifar10_mak_end_to_end_on_a_tiny_fixture(tmp_path):
     report = subprocess.run([sys.executable, "report.py", str(runs / "probes"), "--out", str(tmp_path / "table")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert report.returncode == 0 and "| MAK |" in report.stdout and "| SimCLR |" in report.stdout, report.stderr
+
+
+@pytest.mark.skipif(os.environ.get("LTSSL_SLOW_TESTS") != "1", reason="about 2 CPU-minutes; set LTSSL_SLOW_TESTS=1")
+def test_imagenet_readme_commands_end_to_end_on_a_tiny_fixture(tmp_path):
+    """The README's six commands on tiny JPEG lists (ResNet-50 of width 4, one step an epoch), with the flags
+    that point them at the fixture and shrink them appended; the first two keep the release's 2 processes."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+
+    def image(rel):
+        path = tmp_path / "images" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path)
+        return rel
+
+    def write(folder, name, rows):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text("".join(f"{p} {c}\n" for p, c in rows))
+
+    train = {c: [image(f"train/n{c}/{i}.JPEG") for i in range(8)] for c in range(4)}
+    write("splits", "imageNet_100_LT_train.txt", [(p, c) for c, n in enumerate([6, 4, 2, 1]) for p in train[c][:n]])
+    write("splits", "imageNet_100_train.txt", [(p, c) for c in train for p in train[c]])
+    write("splits", "imageNet_100_train_1pct.txt", [(train[c][0], c) for c in train])
+    for part in ("val", "test"):
+        write("splits", f"imageNet_100_{part}.txt", [(image(f"{part}/n{c}/{i}.JPEG"), c) for c in range(4) for i in range(3)])
+    write("pool", "ImageNet_900_train.txt", [(image(f"pool/{i}.JPEG"), i % 5) for i in range(30)])
+    where = ["--data", "images", "--split_dir", "splits", "--pool_split_dir", "pool", "--runs_dir", "runs"]
+    small = ["-w", "0", "-e", "1", "--batch_size", "8", "--width", "4", "--max_steps_per_epoch", "1",
+             "--cached_features", "True", "--probe_epochs", "1", "--fewshot_epochs", "1"]
+    run_name = ["--workers", "0", "--epochs", "1", "--batch_size", "8"]
+    name = "optimize_0.5lossR2_nearK2_coreR1.5_num6_s10"
+    steps = [("pretrain", [*small, "-p", str(_free_port())]), ("pool", [*run_name, "-p", str(_free_port())]),
+             ("train", [*run_name, "-g", "1"]), ("aug", [*run_name, "-g", "1", "--inference_repeat_time", "2"]),
+             ("sampling", ["--epochs", "1", "--batch_size", "8", "--sampling_num", "6", "--loss_repeat_time", "2",
+                           "--K_means_num", "2"]),
+             ("retrain", [*small, "-g", "1", "--additional_split", f"MAK/{name}", "--additional_split_name", name])]
+    for key, extra in steps:
+        script, *args = README[key].split()
+        if key == "retrain":  # the README's split name is for the 10000 budget
+            args = args[:args.index("--additional_split")]
+        result = launch(script, *args, *where, *extra, cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, f"{key}: " + result.stdout[-2000:] + result.stderr[-3000:]
+    chosen = (tmp_path / "pool" / "MAK" / f"{name}.txt").read_text().splitlines()
+    assert len(chosen) == len(set(chosen)) == 6 and all(line.startswith("pool/") for line in chosen)
+    run = tmp_path / "runs" / f"{RUN.replace('epoch1000_batch256', 'epoch1_batch8')}_addImagenet900{name}"
+    assert json.loads((run / "args.json").read_text())["additional_items"] == 6
+    report = subprocess.run([sys.executable, "report.py", str(tmp_path / "runs" / "probes"), "--out",
+                             str(tmp_path / "table")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0 and "| SimCLR |" in report.stdout and f"| {name[:-4]} |" in report.stdout
