@@ -29,6 +29,9 @@ usage: $(basename "$0") [options]
   --budget N --sample_interval N --warmup N --k_largest_logits N --k_means_clusters N
   --sup_weight X --cluster_temperature X --sample_set NAME
                             COLT settings (defaults 10000, 25, 100, 10, 10, ${D_SUP_WEIGHT}, 1.0, ${D_SAMPLE_SET})
+  --ood_scorer NAME         COLT's OOD scoring: clusters, neighbours or random (default: train_simclr.py's)
+  --additional_dataset NAME --additional_split FILE --additional_data NPY --additional_dataset_root DIR
+                            extra pool items chosen offline (MAK: sampling.sh writes the split; not with --COLT)
   --data, --data_root DIR   dataset root (default \$DATA, else ~/data; never the checkout's data/ package)
   --ood_data PATH           OOD pool (default \$OOD_DATA${D_OOD_DEFAULT:+, else ${D_OOD_DEFAULT}})
   --split_dir DIR           folder of split files, or the published split/ folder as it is (its
@@ -91,6 +94,7 @@ parse() {
     CLUSTERS=10; SUP_WEIGHT="$D_SUP_WEIGHT"; CLUSTER_T=1.0; SAMPLE_SET="$D_SAMPLE_SET"
     DATA="${DATA:-$HOME/data}"; OOD="${OOD_DATA:-}"; SPLIT_DIR=""; RUNS=""; ONLY_FT=0; FEW_ONLY=0; TEST_ONLY=0
     WIDTH=64; CACHED=0; PROBE_EPOCHS=30; FEW_EPOCHS=100; DRY_RUN=0
+    OOD_SCORER=""; ADD_DATASET=""; ADD_SPLIT=""; ADD_DATA=""; ADD_ROOT=""
     NNODES="${SLURM_NNODES:-1}"; NODE_RANK="${SLURM_NODEID:-0}"; MASTER_ADDR=127.0.0.1
     if [[ -n "${SLURM_JOB_NODELIST:-}" ]] && command -v scontrol > /dev/null; then
         MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
@@ -124,6 +128,11 @@ parse() {
             --sup_weight) SUP_WEIGHT="$2" ;;
             --cluster_temperature) CLUSTER_T="$2" ;;
             --sample_set) SAMPLE_SET="$2" ;;
+            --ood_scorer) OOD_SCORER="$2" ;;
+            --additional_dataset) ADD_DATASET="$2" ;;
+            --additional_split) ADD_SPLIT="$2" ;;
+            --additional_data) ADD_DATA="$2" ;;
+            --additional_dataset_root) ADD_ROOT="$2" ;;
             --data|--data_root) DATA="$2" ;;
             --ood_data) OOD="$2" ;;
             --split_dir) SPLIT_DIR="$2" ;;
@@ -151,6 +160,13 @@ parse() {
     RUNS="$(realpath -m -- "${RUNS:-$REPO_ROOT/checkpoints/$D_DATASET}")"
     if [[ -n "$OOD" ]]; then OOD="$(realpath -m -- "$OOD")"; fi
     if [[ -f "$SPLIT" ]]; then SPLIT="$(realpath -- "$SPLIT")"; fi
+    # a split file as given; a bare name (MAK/<name>) is looked up by train_simclr.py in splits/<pool>/
+    if [[ -e "$ADD_SPLIT" ]]; then ADD_SPLIT="$(realpath -- "$ADD_SPLIT")"; fi
+    if [[ -n "$ADD_DATASET" && "${ADD_DATASET,,}" != none && -z "$ADD_DATA" && -n "${D_OOD_DEFAULT:-}" ]]; then
+        ADD_DATA="$OOD"  # the same pool as COLT's
+    fi
+    if [[ -n "$ADD_DATA" ]]; then ADD_DATA="$(realpath -m -- "$ADD_DATA")"; fi
+    if [[ -n "$ADD_ROOT" ]]; then ADD_ROOT="$(realpath -m -- "$ADD_ROOT")"; fi
 }
 
 main() {
@@ -171,6 +187,13 @@ main() {
                    --k_largest_logits "$TOPK" --k_means_clusters "$CLUSTERS" --sup_weight "$SUP_WEIGHT"
                    --cluster_temperature "$CLUSTER_T" --sample_set "$SAMPLE_SET")
         if [[ -n "$OOD" ]]; then pretrain+=(--ood_data "$OOD"); fi
+        if [[ -n "$OOD_SCORER" ]]; then pretrain+=(--ood_scorer "$OOD_SCORER"); fi
+    fi
+    if [[ -n "$ADD_DATASET" ]]; then  # MAK: the extra items sampled offline, the same for the whole run
+        pretrain+=(--additional_dataset "$ADD_DATASET")
+        if [[ -n "$ADD_SPLIT" ]]; then pretrain+=(--additional_split "$ADD_SPLIT"); fi
+        if [[ -n "$ADD_DATA" ]]; then pretrain+=(--additional_data "$ADD_DATA"); fi
+        if [[ -n "$ADD_ROOT" ]]; then pretrain+=(--additional_dataset_root "$ADD_ROOT"); fi
     fi
     if (( RESUME )); then pretrain+=(--resume); fi
     # One process needs no torchrun, and its failures then end in the project's one-line error. Several
