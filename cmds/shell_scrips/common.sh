@@ -105,6 +105,7 @@ parse() {
             --dry_run) DRY_RUN=1; shift; continue ;;
         esac
         (( $# >= 2 )) || die_usage "$1 needs a value"
+        [[ "$2" != --* ]] || die_usage "$1 needs a value, got the option '$2'"
         case "$1" in
             -e|--epochs) EPOCHS="$2" ;;
             -s|--split) SPLIT="$2" ;;
