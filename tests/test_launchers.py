@@ -24,7 +24,7 @@ def launch(script, *args, env=None, cwd=REPO_ROOT, timeout=60):
 
 
 def dry_run(script, *args, **kwargs):
-    """The three commands a launcher would run, each split into words."""
+    """The commands a launcher would run, each split into words."""
     result = launch(script, *args, "--dry_run", **kwargs)
     assert result.returncode == 0, result.stderr
     return [shlex.split(line) for line in result.stdout.strip().splitlines()]

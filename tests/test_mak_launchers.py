@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-
-SCRIPTS = REPO_ROOT / "cmds" / "shell_scrips"
+from tests.test_launchers import SCRIPTS, dry_run, launch
 NEW_SCRIPTS = ("mak_common.sh", "imagenet-100-add-data.sh", "imagenet-100-inference.sh", "cifar-10-LT-inference.sh",
                "cifar-100-LT-inference.sh", "sampling.sh")
 RUN = "imageNet_100_LT_train_res50_scheduling_sgd_lr0.5_temp0.2_epoch1000_batch256_s10"
@@ -33,22 +32,6 @@ README = {
     "retrain": f"imagenet-100-add-data.sh -g 2 -p 4866 -w 10 --seed 10 --additional_dataset imagenet-900 "
                f"--additional_split MAK/{SPLIT} --additional_split_name {SPLIT}",
 }
-
-
-def launch(script, *args, env=None, cwd=REPO_ROOT, timeout=60):
-    environment = {**os.environ, "PYTHON": sys.executable, **(env or {})}
-    for name in ("SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "DATA", "OOD_DATA"):
-        if env is None or name not in env:
-            environment.pop(name, None)
-    return subprocess.run(["bash", str(SCRIPTS / script), *args], capture_output=True, text=True, cwd=cwd,
-                          env=environment, timeout=timeout)
-
-
-def dry_run(script, *args, **kwargs):
-    """The commands a launcher would run, each split into words."""
-    result = launch(script, *args, "--dry_run", **kwargs)
-    assert result.returncode == 0, result.stderr
-    return [shlex.split(line) for line in result.stdout.strip().splitlines()]
 
 
 def readme(key, *extra, **kwargs):
