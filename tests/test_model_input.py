@@ -85,10 +85,12 @@ def test_embeddings_probes_and_mak_inference_feed_the_same_input(images, model):
     embed_dataset(model, data, CPU, batch_size=8)  # direct array slices
     embed_dataset(model, with_transform(data, lambda image: image), CPU, batch_size=8)  # DataLoader
     train_linear.extract(model, data, CPU, batch_size=8, num_workers=0)  # probe features
-    args = Namespace(seed=0, batch_size=8, num_workers=0, inference_noAug=True)
-    infer_features.infer_chunk(model, data, 0, 8, 0, args, CPU, infer_features.unchanged)
+    args = Namespace(seed=0, batch_size=8, num_workers=0, inference_noAug=True, precision="fp32")
+    for batches in (infer_features.array_batches(data, 0, 8, 0, 0, args, CPU),  # MAK inference, array slices
+                    infer_features.item_batches(data, 0, 8, 0, args, CPU, infer_features.unchanged)):  # files
+        infer_features.infer_chunk(model, batches, args, CPU)
     reference = to_device(x, CPU)
-    assert len(model.seen) == 4
+    assert len(model.seen) == 5
     for seen in model.seen:
         assert torch.equal(seen, reference)
 
