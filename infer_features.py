@@ -1,4 +1,4 @@
-"""MAK step 2: features of every item of a dataset or pool from a pre-trained SimCLR checkpoint.
+r"""MAK step 2: features of every item of a dataset or pool from a pre-trained SimCLR checkpoint.
 
     # the pool without augmentation, the long-tailed set without augmentation, the pool under R augmentations
     python infer_features.py pool_noaug --checkpoint RUN/model.pt --inference_dataset 300K_random_images \
@@ -39,12 +39,13 @@ from data.sampler import SeededViews
 from data.views import eval_transform, simclr_augmentation, to_device
 from models.pretrained import load_simclr
 from utils import distributed
+from utils.cli import HelpFormatter
 from utils.feature_store import FeatureStore, file_sha256
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help="output folder name under --save-dir (default: Infer_<dataset>_<split>[_noAug])")
     p.add_argument("--checkpoint", required=True, help="pre-training checkpoint (model.pt or model_<epoch>.pt)")

@@ -1,4 +1,4 @@
-"""MAK step 3: choose --sampling_num pool items once, offline, from the inference outputs of step 2.
+r"""MAK step 3: choose --sampling_num pool items once, offline, from the inference outputs of step 2.
 
     python sample_mak.py --no_aug_sampling_dataset_inference_exp pool_noaug \
         --no_aug_training_dataset_inference_exp train_noaug --aug_sampling_dataset_inference_exp pool_aug \
@@ -31,6 +31,7 @@ import torch
 
 from sampling import mak
 from utils.checkpoint import atomic_write
+from utils.cli import HelpFormatter
 from utils.feature_store import FeatureStore
 
 METHODS = ("mak", "random", "kcenter")
@@ -38,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     g = p.add_argument_group("inference outputs (folders written by infer_features.py)")
     g.add_argument("--inference_root", default="checkpoints",
                    help="folder holding the inference outputs named below (a name may also be a path)")
