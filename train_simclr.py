@@ -86,15 +86,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per GPU/process")
     g.add_argument("--aug_device", default="auto", choices=["auto", "cpu", "gpu"],
                    help="cpu: torchvision per image in DataLoader workers (as before); gpu: batched with "
-                        "per-image parameters on the training device, array data (synthetic, CIFAR, array "
-                        "pools) held there as uint8, no workers (file lists: workers decode and crop); "
-                        "without CUDA 'gpu' runs batched on the CPU; auto: gpu when CUDA is present, else cpu "
-                        "(on a 2-core CPU the per-image workers measured faster, docs/benchmarks.md)")
+                        "per-image parameters, array data (synthetic, CIFAR, array pools) held on the training "
+                        "device as uint8, no workers on CUDA (on the CPU, --num_workers processes make the next "
+                        "batches' views; file lists: workers decode and crop); auto: gpu when CUDA is present, "
+                        "else cpu (on the loaded 2-core CPU neither path was reliably faster, "
+                        "docs/benchmarks.md)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, choices=sorted(MODEL_NAMES),
                    help="encoder (default: res18 for 32x32 data, res50 for ImageNet-100/Places)")
     g.add_argument("--width", type=int, default=64, help="channels of the first ResNet stage (64 = standard)")
     g.add_argument("--output_ch", type=int, default=128, help="projection head output dimension")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step's model (off by default; checkpoints, embedding passes "
+                        "and probes use the plain module); meant for GPUs: on the 2-core CPU it was not shown to help "
+                        "(docs/benchmarks.md)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=None, help="default: 2000 CIFAR, 500 ImageNet-100/Places, "
                                                             "100 synthetic")
@@ -667,18 +672,18 @@ def run(args, info: distributed.DistInfo) -> Path:
 def train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, knn_test, path, state):
     """The training loop; yields "saved" after every checkpoint."""
     kind = IMAGE_KIND[args.dataset]
+    arrays = is_array_dataset(train_set) and (train_data.ood_pool is None or is_array_dataset(train_data.ood_pool))
     batched = args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
     views = TwoViews(simclr_crop(kind) if batched else simclr_augmentation(kind))
     id_on_device = None
-    if batched and is_array_dataset(train_set) and \
-            (train_data.ood_pool is None or is_array_dataset(train_data.ood_pool)):
+    if batched and arrays:
         id_on_device = array_images(train_set).to(info.device)  # else workers decode and crop, as file lists
 
     def make_loader():  # again after every sampling round: the training set changes
         sampler = EpochSampler(len(train_data), args.batch_size, info.world_size, info.rank, seed=args.seed)
         if id_on_device is not None:
             return sampler, DeviceBatches(train_data, id_on_device, sampler, aug_config(kind), args.seed,
-                                          info.device)
+                                          info.device, args.num_workers)
         if batched:
             return sampler, CroppedViewBatches(train_data, views, sampler, aug_config(kind), args.seed,
                                                info.device, args.num_workers)
@@ -712,6 +717,7 @@ def train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, k
     if info.is_distributed:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     sampler, loader = make_loader()
+    step_model = torch.compile(model) if args.compile else model  # same parameters: model stays the one saved
 
     logger.info(f"{args.dataset}: {len(train_set)} training images"
                 f"{f', OOD pool of {len(ood_pool)} ({args.sample_set})' if ood_pool is not None else ''}"
@@ -724,7 +730,7 @@ def train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, k
             train_data.set_ood_indices(colt.ood_indices)
             sampler, loader = make_loader()
         sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch, colt)
+        stats = train_one_epoch(step_model, loader, optimizer, scheduler, args, info, logger, epoch, colt)
         logger.info(f"epoch {epoch}/{args.epochs} loss {stats['loss']:.4f} "
                     f"{stats['images_per_s']:.0f} img/s ({stats['seconds']:.1f}s)")
         logger.scalars({"loss": stats["loss"], "images_per_s": stats["images_per_s"]}, epoch, prefix="epoch/")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -42,24 +43,35 @@ from utils.embed import embed_dataset
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CPU sizes: width 16, batch 128, pool 20,000 + 2,000 ID")
+    p.add_argument("--quick", action="store_true",
+                   help="CPU sizes (under 2 minutes): width 16, batch 64, 2 timed steps, pool 1,000 + 512 ID")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure")
-    p.add_argument("--batch_size", type=int, default=0, help="global batch (default 512, 128 with --quick)")
+    p.add_argument("--batch_size", type=int, default=0, help="global batch (default 512, 64 with --quick)")
     p.add_argument("--width", type=int, default=0, help="ResNet-18 width (default 64, 16 with --quick)")
-    p.add_argument("--steps", type=int, default=0, help="timed steps per stage (default 20, 3 with --quick)")
-    p.add_argument("--num_workers", type=int, default=2, help="DataLoader workers of the per-image pipeline")
-    p.add_argument("--pool", type=int, default=0, help="OOD pool size (default 300000, 20000 with --quick)")
-    p.add_argument("--n_id", type=int, default=0, help="ID images (default 12000, 2000 with --quick)")
-    p.add_argument("--budget", type=int, default=0, help="OOD images per round (default 10000, 1000 quick)")
+    p.add_argument("--steps", type=int, default=0, help="timed steps per stage (default 20, 2 with --quick)")
+    p.add_argument("--num_workers", type=int, default=2,
+                   help="DataLoader workers of the per-image pipeline, and of the batched one on the CPU")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the training process (0 = torch's)")
+    p.add_argument("--pool", type=int, default=0, help="OOD pool size (default 300000, 1000 with --quick)")
+    p.add_argument("--n_id", type=int, default=0,
+                   help="ID images (default 12000, 512 with --quick; at least batch x (steps + 2))")
+    p.add_argument("--budget", type=int, default=0, help="OOD images per round (default 10000, 250 quick)")
+    p.add_argument("--stages", default="1,2,3,4",
+                   help="comma list of the stages to run (1 model, 2 steps and augmentation, 3 COLT step, "
+                        "4 COLT round; 5 memory always); without 2, stage 4's epoch uses the model-only step")
+    p.add_argument("--in_process", action="store_true",
+                   help="also time the batched step with the augmentation in the training process (no workers)")
     p.add_argument("--compile", action="store_true", help="also time the model-only step under torch.compile")
     p.add_argument("--out", default="bench/bench_train.json", help="JSON output")
     a = p.parse_args(argv)
     q = a.quick
-    a.batch_size = a.batch_size or (128 if q else 512)
+    a.batch_size = a.batch_size or (64 if q else 512)
     a.width = a.width or (16 if q else 64)
-    a.steps = a.steps or (3 if q else 20)
-    a.pool, a.n_id = a.pool or (20000 if q else 300000), a.n_id or (2000 if q else 12000)
-    a.budget = a.budget or (1000 if q else 10000)
+    a.steps = a.steps or (2 if q else 20)
+    a.pool, a.n_id = a.pool or (1000 if q else 300000), a.n_id or (512 if q else 12000)
+    a.n_id = max(a.n_id, a.batch_size * (a.steps + 2))  # the loaders need warm-up + timed batches
+    a.budget = a.budget or (250 if q else 10000)
+    a.stages = {int(x) for x in a.stages.split(",")}
     return a
 
 
@@ -81,6 +93,8 @@ def timed_steps(step, n: int, device) -> float:
 
 def main(argv=None):
     a = parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           a.device if a.device != "auto" else "cpu")
     torch.manual_seed(0)
@@ -93,7 +107,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     id_set = ArrayImageDataset(rng.integers(0, 256, (a.n_id, 32, 32, 3), dtype=np.uint8),
                                rng.integers(0, 10, a.n_id))
-    rows, out = [], {}
+    rows, out = [], {"load_before": os.getloadavg()[0]}
+    bench_start = time.perf_counter()
 
     def train_step(views, colt=None, index=None, is_ood=None):
         loss = train_simclr.contrastive_loss(model, views, targs, device, is_ood, index, colt)
@@ -102,7 +117,7 @@ def main(argv=None):
         opt.step()
 
     # (1) model only
-    random_views = torch.rand(b, 2, 3, 32, 32, device=device)
+    random_views = torch.randint(0, 256, (b, 2, 3, 32, 32), dtype=torch.uint8, device=device)
     t_model = timed_steps(lambda i: train_step(random_views), a.steps, device)
     out["model_only_img_s"] = b / t_model
     rows.append(("(1) model only (fwd+bwd+SGD)", b / t_model, 1.0))
@@ -113,65 +128,90 @@ def main(argv=None):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        start = time.perf_counter()
+        step_c(0)
+        out["compile_first_step_s"] = time.perf_counter() - start
         t_c = timed_steps(step_c, a.steps, device)
         out["compiled_img_s"] = b / t_c
-        rows.append(("(1c) model only, torch.compile", b / t_c, t_model / t_c))
+        rows.append((f"(1c) model only, torch.compile (first step {out['compile_first_step_s']:.0f} s)",
+                     b / t_c, t_model / t_c))
 
-    # (2a) per-image pipeline: DataLoader workers, as train_simclr --aug_device cpu
-    data = IdOodDataset(id_set)
-    sampler = EpochSampler(len(data), b, seed=1)
-    sampler.set_epoch(1)
-    loader = DataLoader(SeededViews(data, TwoViews(simclr_augmentation("cifar"))), batch_size=b, sampler=sampler,
-                        num_workers=a.num_workers, drop_last=True, persistent_workers=a.num_workers > 0,
-                        pin_memory=device.type == "cuda")
-    it = iter(loader)
-    t_cpu = timed_steps(lambda i: train_step(next(it)[0]), min(a.steps, len(loader) - 1), device)
-    del it, loader
-    rows.append((f"(2a) SimCLR step, per-image aug ({a.num_workers} workers)", b / t_cpu, t_model / t_cpu))
-    out["per_image_step_img_s"] = b / t_cpu
-    # (2b) batched pipeline: device-resident uint8 data, index gather, batched augmentation
-    batches = DeviceBatches(data, array_images(id_set).to(device), sampler, aug_config("cifar"), 1, device)
-    it = iter(batches)
-    t_gpu = timed_steps(lambda i: train_step(next(it)[0]), min(a.steps, len(batches) - 1), device)
-    rows.append(("(2b) SimCLR step, batched aug on device", b / t_gpu, t_model / t_gpu))
-    out["batched_step_img_s"] = b / t_gpu
-    out["batched_over_per_image"] = t_cpu / t_gpu
+    t_gpu = t_model
+    if 2 in a.stages:
+        # (2a) per-image pipeline: DataLoader workers, as train_simclr --aug_device cpu
+        data = IdOodDataset(id_set)
+        sampler = EpochSampler(len(data), b, seed=1)
+        sampler.set_epoch(1)
+        loader = DataLoader(SeededViews(data, TwoViews(simclr_augmentation("cifar"))), batch_size=b,
+                            sampler=sampler, num_workers=a.num_workers, drop_last=True,
+                            persistent_workers=a.num_workers > 0, pin_memory=device.type == "cuda")
+        it = iter(loader)
+        t_cpu = timed_steps(lambda i: train_step(next(it)[0]), min(a.steps, len(loader) - 1), device)
+        del it, loader
+        rows.append((f"(2a) SimCLR step, per-image aug ({a.num_workers} workers)", b / t_cpu, t_model / t_cpu))
+        out["per_image_step_img_s"] = b / t_cpu
+        # (2b) batched pipeline: uint8 data on the device, index gather, batched augmentation (on the CPU
+        # in worker processes, as train_simclr --aug_device gpu with --num_workers)
+        id_images = array_images(id_set).to(device)
+        workers = a.num_workers if device.type == "cpu" else 0
+        batches = DeviceBatches(data, id_images, sampler, aug_config("cifar"), 1, device, workers)
+        it, timed = iter(batches), min(a.steps, len(batches) - 1)
+        t_gpu = timed_steps(lambda i: train_step(next(it)[0]), timed, device)
+        del it, batches
+        where = f"{workers} workers" if workers else "on device"
+        rows.append((f"(2b) SimCLR step, batched aug ({where})", b / t_gpu, t_model / t_gpu))
+        out["batched_step_img_s"] = b / t_gpu
+        out["batched_over_per_image"] = t_cpu / t_gpu
+        if a.in_process and workers:
+            it = iter(DeviceBatches(data, id_images, sampler, aug_config("cifar"), 1, device))
+            t_in = timed_steps(lambda i: train_step(next(it)[0]), timed, device)
+            rows.append(("(2c) SimCLR step, batched aug in the training process", b / t_in, t_model / t_in))
+            out["batched_in_process_step_img_s"] = b / t_in
 
-    # augmentation alone (one process, no model)
-    views = TwoViews(simclr_augmentation("cifar"))
-    imgs = array_images(id_set, np.arange(b))
-    start = time.perf_counter()
-    for k in range(b):
-        views(imgs[k])
-    t_aug_cpu = time.perf_counter() - start
-    dev_imgs = imgs.to(device)
-    t_aug_b = timed_steps(lambda i: two_views(dev_imgs, aug_config("cifar"), 1, 1, i), a.steps, device)
-    rows.append(("aug only, per image (1 thread, 2 views)", b / t_aug_cpu, float("nan")))
-    rows.append(("aug only, batched (2 views)", b / t_aug_b, float("nan")))
-    out["aug_per_image_img_s"], out["aug_batched_img_s"] = b / t_aug_cpu, b / t_aug_b
+        # augmentation alone (one process, no model), in a worker's single thread on the CPU
+        views = TwoViews(simclr_augmentation("cifar"))
+        imgs = array_images(id_set, np.arange(b))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        for k in range(b):
+            views(imgs[k])
+        t_aug_cpu = time.perf_counter() - start
+        if device.type == "cuda":
+            torch.set_num_threads(threads)
+        dev_imgs = imgs.to(device)
+        t_aug_b = timed_steps(lambda i: two_views(dev_imgs, aug_config("cifar"), 1, 1, i), a.steps, device)
+        torch.set_num_threads(threads)
+        rows.append(("aug only, per image (1 thread, 2 views)", b / t_aug_cpu, float("nan")))
+        rows.append((f"aug only, batched (2 views{', 1 thread' if device.type == 'cpu' else ''})", b / t_aug_b,
+                     float("nan")))
+        out["aug_per_image_img_s"], out["aug_batched_img_s"] = b / t_aug_cpu, b / t_aug_b
 
-    # (3) SimCLR+COLT step vs plain, on the same random views (a quarter of the batch OOD)
-    colt = COLTState(a.n_id, 0.97, 0, 25, device)
-    index = torch.arange(b) % a.n_id
-    is_ood = torch.arange(b) >= 3 * b // 4
-    t_colt = timed_steps(lambda i: train_step(random_views, colt, index, is_ood), a.steps, device)
-    rows.append(("(3) SimCLR+COLT step (ratio = time / plain)", b / t_colt, t_colt / t_model))
-    out["colt_over_plain"] = t_colt / t_model
+    if 3 in a.stages:
+        # (3) SimCLR+COLT step vs plain, on the same random views (a quarter of the batch OOD)
+        colt = COLTState(a.n_id, 0.97, 0, 25, device)
+        index = torch.arange(b) % a.n_id
+        is_ood = torch.arange(b) >= 3 * b // 4
+        t_colt = timed_steps(lambda i: train_step(random_views, colt, index, is_ood), a.steps, device)
+        rows.append(("(3) SimCLR+COLT step (ratio = time / plain)", b / t_colt, t_colt / t_model))
+        out["colt_over_plain"] = t_colt / t_model
 
-    # (4) one COLT round: embed ID and pool, k-means, budgets, selection
-    pool = ArrayImageDataset(rng.integers(0, 256, (a.pool, 32, 32, 3), dtype=np.uint8))
-    scores = rng.random(a.n_id)
-    sync(device)
-    start = time.perf_counter()
-    id_emb = embed_dataset(model, id_set, device, batch_size=2048)
-    pool_emb = embed_dataset(model, pool, device, batch_size=2048)
-    t_embed = time.perf_counter() - start
-    select_by_clusters(id_emb, pool_emb, scores, a.budget, 10, 1.0, seed=0)
-    t_round = time.perf_counter() - start
-    epoch_s = (a.n_id + a.budget) / (b / t_gpu)
-    rows.append((f"(4) COLT round, {a.pool} pool + {a.n_id} ID: {t_round:.1f}s (embed {t_embed:.1f}s); "
-                 f"fraction of an epoch", float("nan"), t_round / epoch_s))
-    out.update(round_s=t_round, embed_s=t_embed, round_over_epoch=t_round / epoch_s)
+    if 4 in a.stages:
+        # (4) one COLT round: embed ID and pool, k-means, budgets, selection
+        pool = ArrayImageDataset(rng.integers(0, 256, (a.pool, 32, 32, 3), dtype=np.uint8))
+        scores = rng.random(a.n_id)
+        sync(device)
+        start = time.perf_counter()
+        id_emb = embed_dataset(model, id_set, device, batch_size=2048)
+        pool_emb = embed_dataset(model, pool, device, batch_size=2048)
+        sync(device)
+        t_embed = time.perf_counter() - start
+        select_by_clusters(id_emb, pool_emb, scores, a.budget, 10, 1.0, seed=0)
+        t_round = time.perf_counter() - start
+        epoch_s = (a.n_id + a.budget) * t_gpu / b
+        rows.append((f"(4) COLT round, {a.pool} pool + {a.n_id} ID: {t_round:.1f}s (embed {t_embed:.1f}s); "
+                     f"fraction of an epoch", (a.pool + a.n_id) / t_embed, t_round / epoch_s))
+        out.update(round_s=t_round, embed_s=t_embed, round_over_epoch=t_round / epoch_s)
 
     # (5) memory
     out["peak_host_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -181,9 +221,11 @@ def main(argv=None):
 
     out.update(device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
                torch=torch.__version__, torchvision=torchvision.__version__, threads=torch.get_num_threads(),
-               batch_size=b, width=a.width, steps=a.steps, date=time.strftime("%Y-%m-%d"))
+               batch_size=b, width=a.width, steps=a.steps, date=time.strftime("%Y-%m-%d %H:%M"),
+               load_after=os.getloadavg()[0], seconds=time.perf_counter() - bench_start)
     print(f"{out['date']} device {out['device']} ({device.type}, {out['threads']} threads), torch {out['torch']}, "
-          f"torchvision {out['torchvision']}, batch {b}, ResNet-18 width {a.width}")
+          f"torchvision {out['torchvision']}, batch {b}, ResNet-18 width {a.width}, {a.steps} timed steps; "
+          f"load average {out['load_before']:.1f} before, {out['load_after']:.1f} after; {out['seconds']:.0f} s")
     print("| stage | images/s | ratio |\n|---|---|---|")
     for name, ips, ratio in rows:
         print(f"| {name} | {'' if ips != ips else f'{ips:.0f}'} | {'' if ratio != ratio else f'{ratio:.2f}'} |")

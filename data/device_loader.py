@@ -3,7 +3,8 @@
 Array datasets (synthetic, CIFAR, an array OOD pool): the ID images and the chosen OOD items live on the
 training device as one uint8 (N, 3, H, W) tensor; a batch is an index gather in the order of
 ``EpochSampler.epoch_order()`` (the per-image path's order) and both views are made there by
-``data.gpu_aug.two_views``, so there are no DataLoader workers. File-list datasets (ImageNet-100, Places)
+``data.gpu_aug.two_views``, so there are no DataLoader workers on a GPU (on the CPU, worker processes
+can make the next batches' views while the model trains). File-list datasets (ImageNet-100, Places)
 keep decoding in workers, which also do the random resized crop to a fixed size; flip, jitter, grayscale
 and blur run batched on the device. Views come out as float32 whole levels in [0, 255] on the device;
 ``utils.device.to_device`` turns them into the model's input as it does uint8 views.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.datasets import ArrayImageDataset
 from data.gpu_aug import AugConfig, two_views
@@ -37,10 +38,17 @@ def array_images(dataset: ArrayImageDataset, positions=None) -> torch.Tensor:
 class DeviceBatches:
     """Iterates one epoch of ``(views, None, index, is_ood)`` like the per-image DataLoader, for
     ``IdOodDataset`` over array datasets; ``images`` is the ID set already on the device (kept across
-    sampling rounds), the chosen OOD items are gathered and moved here."""
+    sampling rounds), the chosen OOD items are gathered and moved here.
+
+    On the CPU with ``num_workers`` > 0, worker processes (one torch thread each) make the next batches'
+    views while the model trains: on a shared 2-core CPU, two-thread ops in the training process waited on
+    each other (the augmentation of a batch of 256 took 3.7 s with 2 threads, 0.3 s with 1, under load) and
+    the model's step left no time for them in between. Their views come back as uint8 (whole levels:
+    exact, a quarter of the bytes); views depend on (seed, epoch, step) only, so the workers change nothing.
+    """
 
     def __init__(self, data: IdOodDataset, id_images: torch.Tensor, sampler: EpochSampler, config: AugConfig,
-                 seed: int, device: torch.device):
+                 seed: int, device: torch.device, num_workers: int = 0):
         self.sampler, self.config, self.seed, self.device = sampler, config, seed, device
         self.n_id = data.n_id
         self.ood_indices = torch.as_tensor(np.array(data.ood_indices), dtype=torch.int64)
@@ -49,6 +57,13 @@ class DeviceBatches:
             chosen = array_images(data.ood_pool, data.ood_indices).to(device)
             images = torch.cat([id_images, chosen])
         self.images = images
+        self.keys = _Keys()
+        # no reference back to self: the workers end with this object, not at the next garbage collection
+        self.step_views = _StepViews(images, config, seed, sampler.rank, sampler.world_size, sampler.batches_per_epoch)
+        self.loader = None
+        if device.type == "cpu" and num_workers > 0:
+            self.loader = DataLoader(self.step_views, batch_size=None, sampler=self.keys, num_workers=num_workers,
+                                     persistent_workers=True, prefetch_factor=2)
 
     def __len__(self) -> int:
         return self.sampler.batches_per_epoch
@@ -60,11 +75,45 @@ class DeviceBatches:
         source = torch.where(is_ood, self.ood_indices[(order - self.n_id).clamp(min=0)] if len(self.ood_indices)
                              else order, order)
         gather = order.to(self.device)
-        for step in range(len(self)):
+        self.keys.keys = [(self.sampler.epoch, step, gather[step * b:(step + 1) * b].clone())
+                          for step in range(len(self))]
+        made = iter(self.loader) if self.loader is not None else map(self.step_views.views, self.keys.keys)
+        for step, views in enumerate(made):
             sl = slice(step * b, (step + 1) * b)
-            views = two_views(self.images[gather[sl]], self.config, self.seed, self.sampler.epoch, step,
-                              self.sampler.rank, self.sampler.world_size)
             yield views, None, source[sl], is_ood[sl]
+
+
+class _Keys(Sampler):
+    """The (epoch, step, gather) keys of the current epoch; set by ``DeviceBatches`` before each pass, so
+    persistent workers serve every epoch."""
+
+    def __init__(self):
+        self.keys = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self):
+        return iter(self.keys)
+
+
+class _StepViews(Dataset):
+    """key (epoch, step, gather) -> both views (b, 2, 3, size, size) of the images at ``gather``: float levels
+    in the training process (``views``), uint8 from a worker process (``__getitem__``)."""
+
+    def __init__(self, images, config, seed, rank, world_size, steps):
+        self.images, self.config, self.seed = images, config, seed
+        self.rank, self.world_size, self.steps = rank, world_size, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def views(self, key) -> torch.Tensor:
+        epoch, step, gather = key
+        return two_views(self.images[gather], self.config, self.seed, epoch, step, self.rank, self.world_size)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        return self.views(key).to(torch.uint8)
 
 
 class CroppedViewBatches:

@@ -5,17 +5,16 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import infer_features
 import train_linear
 import train_simclr
-from data.datasets import ArrayImageDataset, ImageListDataset
+from data.datasets import ArrayImageDataset
 from data.device_loader import CroppedViewBatches, DeviceBatches, array_images
-from data.gpu_aug import AugConfig, aug_config
+from data.gpu_aug import AugConfig
 from data.ood import IdOodDataset
-from data.sampler import EpochSampler, SeededViews
-from data.views import TwoViews, simclr_crop
+from data.sampler import EpochSampler
+from data.views import TwoViews
 from models import build_simclr
 from utils.device import IMAGENET_MEAN, IMAGENET_STD, to_device
 from utils.embed import embed_dataset, with_transform
@@ -93,37 +92,3 @@ def test_embeddings_probes_and_mak_inference_feed_the_same_input(images, model):
     assert len(model.seen) == 5
     for seen in model.seen:
         assert torch.equal(seen, reference)
-
-
-@pytest.fixture
-def image_root(tmp_path):
-    rng = np.random.default_rng(0)
-    lines = []
-    for i, size in enumerate([(40, 30), (25, 50), (64, 64), (33, 47)]):
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
-        lines.append(f"{i}.png {i % 2}")
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
-    return tmp_path
-
-
-def test_file_list_batched_path_crops_in_workers_and_augments_on_the_device(image_root):
-    data = IdOodDataset(ImageListDataset(image_root, image_root / "train.txt"))
-    crop = TwoViews(simclr_crop("imagenet"))
-    sampler = EpochSampler(len(data), 2, seed=3)
-    sampler.set_epoch(1)
-    config = aug_config("imagenet")
-    batches = list(CroppedViewBatches(data, crop, sampler, config, 3, CPU, num_workers=0))
-    assert len(batches) == 2
-    views, labels, index, is_ood = batches[0]
-    assert views.shape == (2, 2, 3, 224, 224) and views.dtype == torch.float32
-    assert torch.equal(views, views.round()) and views.min() >= 0 and views.max() <= 255
-    assert labels.tolist() == [int(i) % 2 for i in index] and not is_ood.any()
-    # the workers' crops are those of the per-image path (same item seeds); the device adds the rest
-    order, seeds = sampler.epoch_order()
-    crops = torch.stack([SeededViews(data, crop)[(int(i), int(s))][0] for i, s in zip(order[:2], seeds[:2])])
-    assert index.tolist() == order[:2].tolist()
-    plain = list(CroppedViewBatches(data, crop, sampler, IDENTITY, 3, CPU, num_workers=0))[0][0]
-    assert torch.equal(plain, crops.float())
-    assert not torch.equal(views, plain)  # jitter, grayscale, flip or blur changed something
-    again = list(CroppedViewBatches(data, crop, sampler, config, 3, CPU, num_workers=0))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
