@@ -11,7 +11,7 @@ import pytest
 from data.build import resolve_split
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
-PUBLISHED = SHARED_DATA / "original-splits"
+PUBLISHED = (SHARED_DATA / "original-splits").resolve()  # launchers print resolved paths
 needs_published = pytest.mark.skipif(not PUBLISHED.is_dir(),
                                      reason=f"published COLT split files not present at {PUBLISHED}")
 

@@ -134,7 +134,7 @@ def test_resume_comparison_is_generic_over_the_saved_args():
     saved = train_simclr.saved_args(args)
     assert train_simclr.resume_differences(args, saved) == []
     old = {k: v for k, v in saved.items() if k != "lr"}  # an older checkpoint without a key: unchanged
-    newer = {**saved, "aug_device": "cuda"}  # a key this version does not know: not compared
+    newer = {**saved, "flag_of_a_later_version": "cuda"}  # a key this version does not know: not compared
     assert train_simclr.resume_differences(args, old) == train_simclr.resume_differences(args, newer) == []
     assert train_simclr.resume_differences(args, {**saved, "temperature": 0.5, "num_workers": 99}) == \
         ["--temperature 0.2 (run: 0.5)"]
