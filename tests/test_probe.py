@@ -58,7 +58,7 @@ def test_cached_and_uncached_probes_agree_without_augmentation(pretrained, synth
 
 def test_probe_learns_and_writes_results(pretrained, synthetic_root, tmp_path):
     run_dir = train_linear.main(probe_args(pretrained, tmp_path, synthetic_root, "full", "--cached_features",
-                                           "--epochs", "30", "--decreasing_lr", "20", "--lr", "0.02"))
+                                           "--epochs", "30", "--decreasing_lr", "20", "--lr", "0.005"))
     results = json.loads((run_dir / "results.json").read_text())
     assert {"all", "many", "medium", "few", "std", "per_class", "class_counts"} <= results.keys()
     assert results["all"] > 14  # chance is 10% (1000 balanced test images); 40 pre-training steps only
