@@ -62,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--in_process", action="store_true",
                    help="also time the batched step with the augmentation in the training process (no workers)")
     p.add_argument("--compile", action="store_true", help="also time the model-only step under torch.compile")
-    p.add_argument("--out", default="bench/bench_train.json", help="JSON output")
+    p.add_argument("--out", default="runs/bench/bench_train.json", help="JSON output")
     a = p.parse_args(argv)
     q = a.quick
     a.batch_size = a.batch_size or (64 if q else 512)
