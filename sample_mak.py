@@ -227,7 +227,8 @@ def save_grid(meta: dict, chosen: np.ndarray, score: np.ndarray | None, path: Pa
         np.empty((0, 1, 1, 3), np.uint8)
     rows = [images[k:k + 8] for k in range(0, len(images), 8)] or [images]
     save_image_grid(rows, [f"{k * 8 + 1}-{k * 8 + len(r)}" for k, r in enumerate(rows)], path,
-                    title=f"{title}: {len(shown)} of {len(chosen)} chosen")
+                    title=f"{title}: {len(shown)} of {len(chosen)} chosen"
+                          + (", highest score first (rows: ranks)" if score is not None else ", in pool order"))
 
 
 def main(argv=None) -> Path:
