@@ -43,7 +43,7 @@ from utils.embed import with_transform
 from utils.cli import HelpFormatter
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
-from utils.metrics import GROUP_RULE, evaluation_results, per_class_accuracy
+from utils.metrics import GROUP_RULE, evaluation_results, format_summary, per_class_accuracy
 
 FREEZE_ORDER = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 SPLIT_DEFAULTS = {"synthetic": ("full", "val", "few"), "cifar10": ("trainIdxList", "valIdxList", "split1_S_b"),
@@ -342,8 +342,7 @@ def train_and_test(args, run_dir, encoder, pretrain_args, train_set, val_set, te
                     run_dir / "probe.pt")
     # results.json last: its presence marks a finished probe
     atomic_write(run_dir / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
-    logger.info(f"test (epoch {best['epoch']} by validation): all {results['all']:.2f} many {results['many']:.2f} "
-                f"medium {results['medium']:.2f} few {results['few']:.2f} std {results['std']:.2f}; "
+    logger.info(f"test (epoch {best['epoch']} by validation): {format_summary(results)}; "
                 f"{run_dir / 'results.json'}")
     logger.close()
     return run_dir

@@ -56,3 +56,10 @@ def test_results_are_json_ready():
     assert again["per_class"] == [100.0, 75.0, 75.0, 75.0, 75.0, 75.0]
     assert {"all", "many", "medium", "few", "std", "per_class", "class_counts"} <= again.keys()
     assert again["class_counts"] == [500, 300, 100, 50, 20, 5]
+
+
+def test_summary_line_rounds_and_says_when_a_group_is_empty():
+    from utils.metrics import format_summary
+    line = format_summary({"all": 13.333333333333334, "many": None, "medium": 20.0, "few": 6.666666666666667,
+                           "std": 6.666666666666666})
+    assert line == "all 13.33 many n/a medium 20.00 few 6.67 std 6.67"

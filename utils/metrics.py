@@ -50,6 +50,12 @@ def summarize(per_class: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
     return out
 
 
+def format_summary(results: dict) -> str:
+    """``all 52.90 many 63.00 ...`` with two decimals; a group with no class (None in results.json) is n/a."""
+    return " ".join(f"{k} {'n/a' if results.get(k) is None else f'{results[k]:.2f}'}"
+                    for k in ("all", *GROUPS, "std"))
+
+
 def evaluation_results(y_true, y_pred, class_counts, rule: str) -> dict:
     """Everything results.json holds about one evaluation; JSON-ready (nan written as null)."""
     counts = np.asarray(class_counts)
