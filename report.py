@@ -232,7 +232,8 @@ def plot_groups(rows: list[dict], path: Path) -> None:
         ax.set_xticklabels(["Many", "Medium", "Few"])
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{'Full' if shot == 'full' else 'Few'}-shot probing", fontsize=10)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=max(1, len(rows)), fontsize=8, frameon=False)
+        # one entry a line: a wider legend runs into the next panel's
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1, fontsize=8, frameon=False)
     several = sorted(n for n in split_counts if n > 1)
     note = ("error bars: std over splits" if several else "one split per method: no error bars")
     fig.suptitle(f"Accuracy by class group (Many / Medium / Few by pre-training class count); {note}", fontsize=10)
