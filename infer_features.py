@@ -36,10 +36,11 @@ from data.device_loader import array_images, is_array_dataset
 from data.gpu_aug import augment as augment_batch, aug_config, batch_generator, sample_params
 from data.ood import build_inference_set
 from data.sampler import SeededViews
-from data.views import eval_transform, simclr_augmentation, to_device
+from data.views import eval_transform, simclr_augmentation
 from models.pretrained import load_simclr
 from utils import distributed
 from utils.cli import HelpFormatter
+from utils.device import to_device
 from utils.feature_store import FeatureStore, file_sha256
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np
 import torch
 
+from data.build import REPO_ROOT
 from sampling import mak
 from utils.checkpoint import atomic_write
 from utils.cli import HelpFormatter
 from utils.feature_store import FeatureStore
 
 METHODS = ("mak", "random", "kcenter")
-REPO_ROOT = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -35,12 +35,13 @@ from tqdm import tqdm
 
 from data.build import DATASETS, build_eval_sets, build_train_set, canonical_dataset
 from data.datasets import ImageDecodeError, decode_error_message
-from data.views import IMAGE_KIND, eval_transform, to_device
-from models import MODEL_NAMES, build_encoder
+from data.views import IMAGE_KIND, eval_transform
+from models import build_encoder
 from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                               shape_mismatches, strip_module_prefix)
 from utils.embed import with_transform
 from utils.cli import HelpFormatter
+from utils.device import to_device
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 from utils.metrics import GROUP_RULE, evaluation_results, format_summary, per_class_accuracy

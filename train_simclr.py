@@ -38,7 +38,7 @@ from data.datasets import ImageDecodeError, decode_error_message, image_size
 from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
 from data.device_loader import CroppedViewBatches, DeviceBatches, array_images, is_array_dataset
 from data.gpu_aug import aug_config
-from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, simclr_crop, to_device
+from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, simclr_crop
 from losses import dist_supcon, nt_xent_logits
 from models import MODEL_NAMES, build_simclr
 from sampling.colt import COLTState, select_by_clusters, select_by_neighbours, select_random
@@ -50,6 +50,7 @@ from utils.knn import knn_predict
 from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
                               set_rng_state, shape_mismatches)
 from utils.cli import HelpFormatter
+from utils.device import to_device
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
 from utils.schedule import build_scheduler

@@ -10,8 +10,6 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
-from utils.device import to_device  # noqa: F401  (re-exported: the scripts import it from here)
-
 # Input resolution and the kind of augmentation each dataset uses.
 IMAGE_KIND = {"synthetic": "cifar", "cifar10": "cifar", "cifar100": "cifar",
               "imagenet100": "imagenet", "places": "imagenet"}
