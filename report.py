@@ -26,6 +26,14 @@ from utils.cli import HelpFormatter  # noqa: E402
 
 METRICS = ("all", "many", "medium", "few", "std")
 SHOTS = ("full", "few")
+# Rows in the COLT paper's Table 1 order (each framework, then with COLT), MAK after SimCLR's; other names
+# (e.g. a launcher's --save_dir) follow alphabetically.
+TABLE_ORDER = ("SimCLR", "SimCLR+COLT", "SimCLR+MAK", "SDCLR", "SDCLR+COLT", "BCL", "BCL+COLT", "BCL-I",
+               "BCL-I+COLT", "BCL-D", "BCL-D+COLT")
+
+
+def row_order(method: str) -> tuple:
+    return (TABLE_ORDER.index(method), "") if method in TABLE_ORDER else (len(TABLE_ORDER), method)
 
 
 def collect_results(paths) -> list[dict]:
@@ -76,7 +84,7 @@ def check_result(result, file) -> None:
 
 
 def build_table(results: list[dict]) -> list[dict]:
-    """One row per method, sorted by name: {method, (shot, metric): (mean, population std, n)}."""
+    """One row per method, in TABLE_ORDER then by name: {method, (shot, metric): (mean, population std, n)}."""
     cells = defaultdict(list)
     methods = []
     for result in results:
@@ -86,7 +94,7 @@ def build_table(results: list[dict]) -> list[dict]:
             if result.get(metric) is not None:
                 cells[result["method"], result["shot"], metric].append(float(result[metric]))
     rows = []
-    for method in sorted(methods):
+    for method in sorted(methods, key=row_order):
         row = {"method": method}
         for shot in SHOTS:
             for metric in METRICS:

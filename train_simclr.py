@@ -1,17 +1,21 @@
-r"""SimCLR pre-training on a long-tailed split.
+r"""Contrastive pre-training on a long-tailed split: SimCLR, SDCLR (``--prune``) or BCL (``--bcl``; BCL-D with
+``--prune``), each optionally with COLT's online OOD sampling (``--COLT``) or MAK's offline extra images
+(``--additional_*``).
 
     python train_simclr.py [EXPERIMENT] --dataset synthetic --epochs 10 --width 16
     torchrun --nproc_per_node=8 train_simclr.py EXPERIMENT --dataset cifar10 --data ~/data \
-        --trainSplit split1_D_i
+        --trainSplit split1_D_i [--prune --prune_dual_bn] [--bcl --rand_k 1] [--COLT]
 
 The run directory is ``<save-dir>/<EXPERIMENT>``: args.json, log.txt, tensorboard/, model.pt (latest)
-and model_<epoch>.pt every --save_freq epochs. ``--resume`` continues a run exactly from its model.pt;
-it refuses settings that differ from the run's, except those in RESUME_MAY_CHANGE (see --resume).
-A non-finite loss stops the run with an error before anything is saved: the last good model.pt stays.
+and model_<epoch>.pt every --save_freq epochs. ``--resume`` continues a run exactly from its model.pt
+(the method's and every plug-in's state included); it refuses settings that differ from the run's, except
+those listed under --resume. A non-finite loss stops the run with an error before anything is saved: the
+last good model.pt stays.
 
-Several processes: the contrastive loss, its gradients, the tailness scores and the OOD selection are
-those of one process at the same global batch, but BatchNorm statistics are per process (SyncBatchNorm
-needs CUDA; gloo on the CPU has none), so a 2-process CPU run is not bit-identical to a 1-process one.
+Several processes: the contrastive loss, its gradients, the tailness scores, BCL's momentum losses and the
+OOD selection are those of one process at the same global batch, but BatchNorm statistics are per process
+(SyncBatchNorm needs CUDA; gloo on the CPU has none), so a 2-process CPU run is not bit-identical to a
+1-process one.
 """
 from __future__ import annotations
 
@@ -27,32 +31,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset, class_names
-from data.sampler import EpochSampler, SeededViews
-from data.datasets import ImageDecodeError, decode_error_message, image_size
-from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
-from data.device_loader import CroppedViewBatches, DeviceBatches, array_images, is_array_dataset
-from data.gpu_aug import aug_config
-from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, simclr_crop
-from losses import dist_supcon, nt_xent_logits
+import methods
+from data.build import DATASETS, canonical_dataset, class_names
+from data.datasets import ImageDecodeError, decode_error_message
+from data.ood import default_sample_set
+from data.pretraining import TrainingBatches, build_pretraining_data
+from data.views import IMAGE_KIND
+from methods import BCL, Batch
 from models import MODEL_NAMES, build_simclr
-from sampling.colt import COLTState, select_by_clusters, select_by_neighbours, select_random
-from sampling.tailness import raw_tailness
+from sampling import colt
 from utils import distributed
-from utils.embed import embed_dataset, with_transform
-from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
-from utils.knn import knn_predict
-from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
-                              set_rng_state, shape_mismatches)
+from utils.checkpoint import load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state, \
+    shape_mismatches
 from utils.cli import HelpFormatter
-from utils.device import to_device
+from utils.embed import embed_dataset, with_transform
+from utils.knn import knn_predict
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
+from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP
 from utils.schedule import build_scheduler
 
 # The papers' settings per dataset; a flag left unset takes these.
@@ -61,6 +60,7 @@ PAPER_DEFAULTS = {
     "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01),
 }
 SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2)
+PRUNE_DEFAULTS = {"cifar": 0.9, "imagenet": 0.3}
 # Flags that --resume accepts with another value than the run's: none of them changes the weights, the
 # data order or the OOD selection. Every other saved setting must match (--epochs: see --extend_epochs).
 # Paths (--data, --ood_data, --ood_root) may change because data move; their content must not.
@@ -72,7 +72,7 @@ RESUME_MAY_CHANGE = ("num_workers", "print_freq", "save_freq", "knn_every", "knn
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
-                   help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_simclr)")
+                   help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_<method>)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic",
                    help=f"one of {', '.join(DATASETS)} (aliases such as 'cifar' work); default: synthetic, "
@@ -86,12 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "Places); a bare name is looked up in splits/<dataset>/ (default: the whole training set)")
     g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per GPU/process")
     g.add_argument("--aug_device", default="auto", choices=["auto", "cpu", "gpu"],
-                   help="cpu: torchvision per image in DataLoader workers (as before); gpu: batched with "
-                        "per-image parameters, array data (synthetic, CIFAR, array pools) held on the training "
-                        "device as uint8, no workers on CUDA (on the CPU, --num_workers processes make the next "
-                        "batches' views; file lists: workers decode and crop); auto: gpu when CUDA is present, "
-                        "else cpu (on the loaded 2-core CPU neither path was reliably faster, "
-                        "docs/benchmarks.md)")
+                   help="cpu: torchvision per image in DataLoader workers; gpu: batched with per-image "
+                        "parameters, array data (synthetic, CIFAR, array pools) held on the training device as "
+                        "uint8, no workers on CUDA (on the CPU, --num_workers processes make the next batches' "
+                        "views; file lists: workers decode and crop); auto: gpu when CUDA is present, else cpu "
+                        "(on the loaded 2-core CPU neither path was reliably faster, docs/benchmarks.md)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, choices=sorted(MODEL_NAMES),
                    help="encoder (default: res18 for 32x32 data, res50 for ImageNet-100/Places)")
@@ -99,8 +98,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--output_ch", type=int, default=128, help="projection head output dimension")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the training step's model (off by default; checkpoints, embedding passes "
-                        "and probes use the plain module); meant for GPUs: on the 2-core CPU it was not shown to help "
-                        "(docs/benchmarks.md)")
+                        "and probes use the plain module); meant for GPUs: on the 2-core CPU it was not shown "
+                        "to help (docs/benchmarks.md)")
+    methods.add_arguments(p)
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=None, help="default: 2000 CIFAR, 500 ImageNet-100/Places, "
                                                             "100 synthetic")
@@ -116,35 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="epochs of linear learning-rate warm-up before the cosine decay")
     g.add_argument("--max_steps_per_epoch", type=int, default=0,
                    help="stop each epoch after this many steps (0 = full epochs; for smoke tests)")
-    g = p.add_argument_group("COLT: online OOD sampling by tailness (off unless --COLT)")
-    g.add_argument("--COLT", action="store_true", help="add OOD images picked online by tailness, and the "
-                                                       "distribution-level contrastive loss")
-    g.add_argument("--sample_set", default=None,
-                   help="OOD pool: synthetic (the embedded pool), 300K_random_images (--ood_data FILE.npy), "
-                        "image_list (--ood_data LIST, images under --ood_root or --data) or folder "
-                        "(--ood_data DIR); default: synthetic / 300K_random_images for CIFAR / image_list")
-    g.add_argument("--ood_data", default=None, help="path of the OOD pool (see --sample_set); never guessed")
-    g.add_argument("--ood_root", default=None, help="image root of an image_list pool (default: --data)")
-    g.add_argument("--budget", type=int, default=None,
-                   help="OOD images per sampling round (default 10000; 2000 for synthetic)")
-    g.add_argument("--warmup", type=int, default=100, help="epochs of plain SimCLR before the first round "
-                                                           "(the first round runs at epoch warmup+1)")
-    g.add_argument("--sample_interval", type=int, default=25, help="epochs between sampling rounds")
-    g.add_argument("--k_largest_logits", type=int, default=10,
-                   help="tailness = sum of this many largest negative probabilities (an absolute count)")
-    g.add_argument("--beta", type=float, default=0.97, help="EMA factor of the per-sample tailness")
-    g.add_argument("--k_means_clusters", type=int, default=10, help="k-means clusters of the ID embeddings")
-    g.add_argument("--cluster_temperature", type=float, default=1.0,
-                   help="budget weights = softmax(-zscore(cluster tailness) / this)")
-    g.add_argument("--sup_weight", type=float, default=None,
-                   help="weight of the distribution-level contrastive loss (default 0.2 CIFAR and synthetic, "
-                        "0.01 ImageNet-100 / Places; 0 switches it off)")
-    g.add_argument("--ood_scorer", default="clusters", choices=["clusters", "neighbours", "random"],
-                   help="clusters: the released rule (reproduces the published numbers); neighbours: the "
-                        "paper's per-OOD score from the k nearest ID samples; random: --budget uniformly random "
-                        "pool items each round (COLT's schedule, budget and loss: the random baseline)")
-    g.add_argument("--ood_knn", type=int, default=10, help="neighbours per OOD item for --ood_scorer neighbours")
-    g.add_argument("--embed_batch_size", type=int, default=512, help="batch size of the embedding passes")
+    colt.add_arguments(p)
     g = p.add_argument_group("extra images chosen offline (MAK: sample_mak.py writes the split)")
     g.add_argument("--additional_dataset", default=None,
                    help="pool the extra images come from: 300K_random_images, image_list, imagenet-900, "
@@ -191,62 +163,371 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--print_freq", type=int, default=10, help="log every this many steps")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="training device")
     g.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
-    args = p.parse_args(argv)
-    return finalise_args(p, args)
+    return finalise_args(p, p.parse_args(argv))
 
 
 def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The papers' defaults for unset flags, then every check that needs no file (one error line)."""
     try:
         args.dataset = canonical_dataset(args.dataset)
     except ValueError as e:
         parser.error(str(e))
     kind = IMAGE_KIND[args.dataset]
     defaults = SYNTHETIC_DEFAULTS if args.dataset == "synthetic" else PAPER_DEFAULTS[kind]
-    for name, value in defaults.items():
+    for name, value in {**defaults, "prune_percent": PRUNE_DEFAULTS[kind]}.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.sample_set is None:
         args.sample_set = default_sample_set(args.dataset)
-    for name in ("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq", "budget",
-                 "sample_interval", "k_largest_logits", "k_means_clusters", "ood_knn", "embed_batch_size"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.resume and args.overwrite:
-        parser.error("--resume and --overwrite exclude each other")
-    if args.extend_epochs and not args.resume:
-        parser.error("--extend_epochs extends a run: add --resume")
-    for name, low in (("lr", 0.0), ("temperature", 0.0)):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > low):
-            parser.error(f"--{name} must be a finite number > 0, got {value}")
-    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        parser.error(f"--weight_decay must be a finite number >= 0, got {args.weight_decay}")
-    if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
-        parser.error(f"--momentum must be in [0, 1), got {args.momentum}")
-    for name in ("num_workers", "lr_warmup_epochs", "max_steps_per_epoch", "knn_every"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
-    if args.knn_k <= 0:
-        parser.error(f"--knn_k must be positive, got {args.knn_k}")
-    if args.COLT and args.k_largest_logits > 2 * args.batch_size - 2:
-        parser.error(f"--k_largest_logits {args.k_largest_logits} exceeds the {2 * args.batch_size - 2} "
-                     f"negatives of an image in a global batch of {args.batch_size} (2 x batch_size - 2)")
-    if args.checkpoint and not args.resume:
-        parser.error("--checkpoint names the checkpoint to resume from: add --resume")
-    if not all(math.isfinite(v) for v in (args.sup_weight, args.cluster_temperature, args.beta)) or \
-            args.warmup < 0 or args.sup_weight < 0 or args.cluster_temperature <= 0 or not 0 <= args.beta < 1:
-        parser.error("--warmup and --sup_weight must be >= 0, --cluster_temperature > 0, 0 <= --beta < 1")
     if args.additional_dataset is not None and args.additional_dataset.lower() == "none":
         args.additional_dataset = None  # the MAK launchers' spelling of "no extra images"
-    if args.additional_dataset and args.COLT:
-        parser.error("--additional_dataset (images chosen offline) and --COLT (chosen online) exclude each other")
-    if args.additional_dataset and not args.additional_split:
-        parser.error("--additional_dataset needs --additional_split: the chosen items")
+    errors = [f"--{name} must be positive, got {getattr(args, name)}"
+              for name in ("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq")
+              if getattr(args, name) <= 0]
+    errors += [f"--{name} must be >= 0, got {getattr(args, name)}"
+               for name in ("num_workers", "lr_warmup_epochs", "max_steps_per_epoch", "knn_every")
+               if getattr(args, name) < 0]
+    errors += [f"--{name} must be a finite number > 0, got {getattr(args, name)}" for name in ("lr", "temperature")
+               if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0)]
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        errors.append(f"--weight_decay must be a finite number >= 0, got {args.weight_decay}")
+    if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
+        errors.append(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.knn_k <= 0:
+        errors.append(f"--knn_k must be positive, got {args.knn_k}")
+    errors += colt.check_args(args) + methods.check_args(args)
+    exclusive = [("resume", "overwrite", "--resume and --overwrite exclude each other"),
+                 ("additional_dataset", "COLT", "--additional_dataset (images chosen offline) and --COLT (chosen "
+                                                "online) exclude each other")]
+    errors += [message for a, b, message in exclusive if getattr(args, a) and getattr(args, b)]
+    needs = [("extend_epochs", "resume", "--extend_epochs extends a run: add --resume"),
+             ("checkpoint", "resume", "--checkpoint names the checkpoint to resume from: add --resume"),
+             ("additional_dataset", "additional_split", "--additional_dataset needs --additional_split: the "
+                                                        "chosen items")]
+    errors += [message for a, b, message in needs if getattr(args, a) and not getattr(args, b)]
     if args.additional_sup_weight < 0:
-        parser.error(f"--additional_sup_weight must be >= 0, got {args.additional_sup_weight}")
-    args.experiment = args.experiment or f"{args.dataset}_{'colt' if args.COLT else 'simclr'}"
+        errors.append(f"--additional_sup_weight must be >= 0, got {args.additional_sup_weight}")
+    if errors:
+        parser.error(errors[0])
+    args.experiment = args.experiment or f"{args.dataset}_{default_name(args)}"
     return args
 
+
+def default_name(args) -> str:
+    """simclr, colt, sdclr, sdclr_colt, bcl_i, bcl_i_colt, bcl_d, bcl_d_colt."""
+    name = ("bcl_d" if args.prune else "bcl_i") if args.bcl else ("sdclr" if args.prune else "simclr")
+    return ("colt" if name == "simclr" else f"{name}_colt") if args.COLT else name
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    info = distributed.init_distributed(args.device)
+    try:
+        return run(args, info)
+    finally:
+        distributed.cleanup()
+
+
+def run(args, info: distributed.DistInfo) -> Path:
+    # Data, pool, run directory and checkpoint are all checked before anything is written.
+    try:
+        data = build_pretraining_data(args, info.world_size)
+        run_dir, mode = plan_run_dir(args, info)
+        state, path = resume_state(args, run_dir, mode)
+        torch.manual_seed(args.seed)
+        method = methods.build_method(args, build_network(args, info))
+        if state is not None:
+            check_architecture(method.network, state, path, args)
+            check_resume(args, state, path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.check_only:
+        if info.is_main:
+            print(f"checked: {len(data.id_set)} training images, run directory {run_dir} ({mode}); nothing written")
+        return run_dir
+    aside = take_run_dir(run_dir, mode, info)
+    logger = RunLogger(run_dir, enabled=info.is_main)
+    saved_once = False
+    try:
+        if aside is not None:
+            logger.info(f"--overwrite: the old run is kept at {aside} until this run saves its first checkpoint")
+        if mode == "restart":
+            logger.info(f"{run_dir} held no checkpoint (an earlier start stopped before its first epoch "
+                        f"ended): starting the run again")
+        if info.is_main and state is None:
+            write_args(args, run_dir / "args.json", what_runs(args, info))
+        for _ in train(args, info, logger, run_dir, method, data, state, path):  # yields after each checkpoint
+            if not saved_once:
+                saved_once = True
+                if info.is_main and aside is not None:
+                    shutil.rmtree(aside, ignore_errors=True)
+    except NonFiniteError as e:
+        logger.close()
+        last = run_dir / "model.pt"
+        if not saved_once and aside is not None:
+            give_back_run_dir(run_dir, aside, info)
+            kept = f"the run it was to replace is back in {run_dir}, unchanged"
+        else:
+            kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
+        raise SystemExit(f"error: {e}; stopped before saving: {kept} (lower --lr or raise --temperature)") \
+            from None
+    except ImageDecodeError as e:
+        logger.close()
+        if not saved_once:
+            give_back_run_dir(run_dir, aside, info)
+        raise SystemExit(f"error: {decode_error_message(e)}") from None
+    except BaseException:
+        logger.close()
+        if not saved_once:
+            give_back_run_dir(run_dir, aside, info)
+        raise
+    logger.info(f"done: outputs in {run_dir.resolve()}")
+    logger.close()
+    return run_dir
+
+
+def build_network(args, info: distributed.DistInfo) -> nn.Module:
+    """The encoder + projection head (SDCLR: with its pruned branch) on the training device."""
+    cifar_stem = IMAGE_KIND[args.dataset] == "cifar"
+    if args.prune:
+        from models.sdclr import build_sdclr
+        network = build_sdclr(args.model, width=args.width, cifar_stem=cifar_stem, output_ch=args.output_ch,
+                              dual_bn=args.prune_dual_bn)
+    else:
+        network = build_simclr(args.model, width=args.width, cifar_stem=cifar_stem, output_ch=args.output_ch)
+    if info.is_distributed and info.device.type == "cuda":
+        network = nn.SyncBatchNorm.convert_sync_batchnorm(network)  # plain BN on CPU: gloo has no SyncBN
+    network = network.to(info.device)
+    if info.device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    return network
+
+
+def build_hooks(args, data, info) -> list:
+    """The plug-ins the flags ask for, in the order they act."""
+    hooks = []
+    if args.COLT:
+        hooks.append(colt.COLT(len(data.id_set), colt.COLTConfig.from_args(args, len(data.ood_pool)), info.device))
+    if args.additional_sup_weight > 0:
+        hooks.append(colt.DistributionLoss(args.additional_sup_weight, args.temperature))
+    if args.bcl:
+        hooks.append(BCL(len(data.id_set), args.momentum_loss_beta, args.bcl_ood_strength, info.device))
+    return hooks
+
+
+class Loop:
+    """What plug-ins see of the run: the data, embedding passes, the training set's OOD items, the outputs."""
+
+    def __init__(self, args, info, logger, run_dir, method, data, batches: TrainingBatches):
+        self.args, self.info, self.logger, self.run_dir = args, info, logger, run_dir
+        self.method, self.data, self.batches = method, data, batches
+        self.id_set, self.ood_pool = data.id_set, data.ood_pool
+        self.id_labels, self.class_names = data.id_set.labels, class_names(args.dataset)
+
+    def embed(self, dataset, projection: bool = True) -> torch.Tensor:
+        """Normalised embeddings of a whole dataset under the test view (dense branch), the same on every rank."""
+        return embed_dataset(self.method.eval_network(), with_transform(dataset, self.data.eval_view()),
+                             self.info.device, self.args.embed_batch_size, self.args.num_workers,
+                             projection=projection, precision=self.args.precision)
+
+    def eval_images(self, dataset, indices) -> np.ndarray:
+        """(n, H, W, 3) uint8 test views of ``dataset``'s items at ``indices`` (for pictures)."""
+        view = with_transform(dataset, self.data.eval_view())
+        return np.stack([view[int(i)][0].permute(1, 2, 0).numpy() for i in indices]) if len(indices) else \
+            np.zeros((0, 1, 1, 3), np.uint8)
+
+    def set_ood_items(self, indices) -> None:
+        """Train on the ID set + these pool items from now on."""
+        self.data.train.set_ood_indices(indices)
+        self.batches.reset()
+
+
+def train(args, info, logger, run_dir, method, data, state, path):
+    """The training loop; yields after every checkpoint."""
+    hooks = build_hooks(args, data, info)
+    optimizer = build_optimizer(args.optimizer, method.network, args.lr, args.weight_decay, args.momentum)
+    total_steps, warmup_steps = schedule_steps(args, len(data.train))
+    scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
+    batches = TrainingBatches(data, args.batch_size, info.rank, info.world_size, info.device, args.seed,
+                              args.num_workers, batched_views(args, info), randaug=bcl_config(args))
+    loop = Loop(args, info, logger, run_dir, method, data, batches)
+    start_epoch = 1
+    if state is not None:
+        start_epoch = restore(state, method, optimizer, scheduler, hooks, loop, total_steps) + 1
+        logger.info(f"resumed from {path} at epoch {start_epoch - 1}")
+    runner = method
+    if info.is_distributed:
+        runner = DistributedDataParallel(method, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    if args.compile:
+        runner = torch.compile(runner)  # the same parameters: the method stays the module saved
+    logger.info(f"{args.dataset}: {len(data.id_set)} training images"
+                f"{f', OOD pool of {len(data.ood_pool)} ({args.sample_set})' if args.COLT else ''}"
+                f"{f' + {len(data.train.ood_indices)} extra images ({args.additional_dataset})' if args.additional_dataset else ''}, "
+                f"{batches.steps_per_epoch} steps/epoch of {args.batch_size} "
+                f"({info.world_size} process(es) on {info.device.type}); {method.name}"
+                f"{''.join(' + ' + h.key for h in hooks)}; run dir {run_dir}")
+    for epoch in range(start_epoch, args.epochs + 1):
+        for hook in hooks:
+            hook.epoch_start(epoch, loop)  # a COLT round may change the training set
+        method.epoch_start(epoch)  # SDCLR: masks from the current weights
+        strengths = [s for s in (h.item_strengths(len(data.train)) for h in hooks) if s is not None]
+        loader = batches.epoch(epoch, strengths[0] if strengths else None)  # BCL's, with the batch keys
+        stats = train_one_epoch(runner, method, hooks, loader, optimizer, scheduler, epoch, args, info, logger)
+        for hook in hooks:
+            hook.epoch_end(epoch)  # BCL: the next epoch's strengths
+        logger.info(f"epoch {epoch}/{args.epochs} loss {stats['loss']:.4f} "
+                    f"{stats['images_per_s']:.0f} img/s ({stats['seconds']:.1f}s)")
+        logger.scalars({"loss": stats["loss"], "images_per_s": stats["images_per_s"]}, epoch, prefix="epoch/")
+        if args.knn_every and epoch % args.knn_every == 0:
+            accuracy = knn_monitor(loop)
+            logger.info(f"epoch {epoch}: k-NN top-1 {accuracy:.2f}%")
+            logger.scalars({"top1": accuracy}, epoch, prefix="knn/")
+        if info.is_main:
+            save_run(run_dir, checkpoint_state(method, optimizer, scheduler, hooks, epoch, args), args, info, epoch)
+        distributed.barrier()
+        yield epoch
+
+
+class NonFiniteError(Exception):
+    """The loss or the weights stopped being finite: nothing of this epoch may be saved."""
+
+
+def train_one_epoch(runner, method, hooks, loader, optimizer, scheduler, epoch: int, args, info, logger) -> dict:
+    """One epoch; raises NonFiniteError naming the first step whose loss was not finite.
+
+    The check costs no host-device sync per step: the first bad step is kept in a device-side tensor and
+    read once at the end of the epoch (and whenever the loss is printed anyway).
+    """
+    runner.train()
+    steps = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
+    loss_sum, seen, start = torch.zeros((), device=info.device), 0, time.time()
+    first_bad = torch.full((), -1, dtype=torch.long, device=info.device)
+    bad_value = torch.zeros((), device=info.device)
+    bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=progress_disabled(info.is_main),
+               leave=False, dynamic_ncols=True)
+    try:  # the bar is cleared whatever happens, so that an error message starts its own line
+        for step, item in enumerate(loader):
+            if step == steps:
+                break
+            batch = Batch.of(item)
+            out = method.step(batch, runner)
+            loss = out.loss
+            for hook in hooks:
+                extra = hook.extra_loss(out)
+                loss = loss if extra is None else loss + extra
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for hook in hooks:
+                hook.step_end(out, epoch)
+            loss_sum += loss.detach()
+            new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+            first_bad.masked_fill_(new_bad, step + 1)
+            bad_value = torch.where(new_bad, loss.detach().float(), bad_value)
+            seen += batch.views.shape[0] * info.world_size
+            bar.update(1)
+            if (step + 1) % args.print_freq == 0 or step + 1 == steps:
+                if first_bad.item() > 0:
+                    break
+                lr = optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.4f}")
+                logger.scalars({"loss": loss.item(), "lr": lr}, scheduler.last_epoch, prefix="train/")
+    finally:
+        bar.close()
+    # every rank computes the same global loss; the reduction keeps the ranks' decisions identical anyway
+    if distributed.all_reduce_mean((first_bad > 0).float()).item() > 0:
+        raise NonFiniteError(f"non-finite loss ({bad_value.item()}) at epoch {epoch}, step {first_bad.item()} "
+                             f"of {steps}")
+    tensors = [t for t in method.network.state_dict().values() if t.is_floating_point()]
+    if not torch.stack([torch.isfinite(t).all() for t in tensors]).all().item():
+        raise NonFiniteError(f"non-finite weights after epoch {epoch} (the loss stayed finite)")
+    elapsed = time.time() - start
+    mean_loss = distributed.all_reduce_mean(loss_sum / max(steps, 1)).item()
+    return {"loss": mean_loss, "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
+
+
+def batched_views(args, info) -> bool:
+    """Whether views are made by the batched augmentation (--aug_device gpu, or auto on CUDA)."""
+    return args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
+
+
+def what_runs(args, info) -> dict:
+    """What the flags turned into on this machine (args.json's "run" entry): --aug_device gpu on a CPU is the
+    batched path on the CPU, --precision bf16 without CUDA is float32 arithmetic."""
+    where = info.device.type
+    return {"method": default_name(args), "device": where, "processes": info.world_size,
+            "augmentation": f"batched on {where}" if batched_views(args, info) else "per image in workers",
+            "arithmetic": "bf16 autocast" if args.precision == "bf16" and where == "cuda" else "fp32"}
+
+
+def bcl_config(args):
+    """BCL's RandAugment settings, or None without --bcl."""
+    if not args.bcl:
+        return None
+    from data.randaug import RandAugConfig
+    return RandAugConfig(k=args.rand_k, max_strength=args.rand_strength)
+
+
+def schedule_steps(args, num_train: int) -> tuple[int, int]:
+    """(total, warm-up) optimiser steps. With COLT the epochs after --warmup count ID + budget images,
+    as in the original; the learning-rate warm-up counts ID-only epochs."""
+    def steps(n: int) -> int:
+        full = n // args.batch_size
+        return min(full, args.max_steps_per_epoch) if args.max_steps_per_epoch else full
+    plain_epochs = min(args.warmup, args.epochs) if args.COLT else args.epochs
+    total = plain_epochs * steps(num_train) + (args.epochs - plain_epochs) * steps(num_train + args.budget)
+    return total, args.lr_warmup_epochs * steps(num_train)
+
+
+def knn_monitor(loop: Loop) -> float:
+    """Weighted k-NN top-1 accuracy (%) of the backbone features, training split as the memory bank."""
+    device, test_set = loop.info.device, loop.data.test_set
+    bank_labels = torch.as_tensor(loop.id_set.labels, device=device)
+    test_labels = torch.as_tensor(test_set.labels, device=device)
+    predicted = knn_predict(loop.embed(loop.id_set, projection=False), bank_labels,
+                            loop.embed(test_set, projection=False),
+                            int(max(bank_labels.max(), test_labels.max())) + 1, k=loop.args.knn_k)
+    return (predicted == test_labels).float().mean().item() * 100
+
+
+def checkpoint_state(method, optimizer, scheduler, hooks, epoch: int, args) -> dict:
+    """The model, optimiser, schedule, epoch, RNG states, settings and every plug-in's state."""
+    state = {"state_dict": method.network.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(), "args": saved_args(args)}
+    hook_states = {hook.key: hook.state_dict() for hook in hooks}
+    state.update({key: value for key, value in hook_states.items() if value})
+    return state
+
+
+def restore(state: dict, method, optimizer, scheduler, hooks, loop: Loop, total_steps: int) -> int:
+    """Load a checkpoint into the run; returns its epoch."""
+    method.network.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    for hook in hooks:
+        if hook.state_dict():
+            hook.load_state_dict(state[hook.key])
+        hook.resume(loop)  # COLT: train on its current selection again
+    planned = (state.get("args") or {}).get("epochs", loop.args.epochs)
+    if loop.args.epochs != planned:  # --extend_epochs: the schedule's lambda already counts the new total
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
+        loop.logger.info(f"--extend_epochs: {planned} -> {loop.args.epochs} epochs; the cosine schedule now ends "
+                         f"at step {total_steps}, so the remaining learning rates differ from the planned run's")
+    return state["epoch"]
+
+
+def save_run(run_dir: Path, state: dict, args, info, epoch: int) -> None:
+    """model.pt (latest) always; model_<epoch>.pt every --save_freq epochs; args.json beside them."""
+    write_args(args, run_dir / "args.json", what_runs(args, info))
+    save_checkpoint(state, run_dir / "model.pt")
+    if epoch % args.save_freq == 0 or epoch == args.epochs:
+        save_checkpoint(state, run_dir / f"model_{epoch}.pt")
+
+
+# ---- run bookkeeping ----
 
 def plan_run_dir(args, info: distributed.DistInfo) -> tuple[Path, str]:
     """(run directory, mode); checks only, writes nothing. An existing run is never replaced unless
@@ -281,6 +562,17 @@ def plan_run_dir(args, info: distributed.DistInfo) -> tuple[Path, str]:
     if error:
         raise ValueError(error)
     return run_dir, mode
+
+
+def resume_state(args, run_dir: Path, mode: str) -> tuple[dict | None, Path | None]:
+    """The checkpoint to continue from (on the CPU: RNG states must stay CPU tensors), or (None, None)."""
+    if mode != "resume":
+        return None, None
+    path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "epoch" not in state:
+        raise ValueError(f"{path} is not a pre-training checkpoint of this project (no state_dict / epoch)")
+    return state, path
 
 
 def take_run_dir(run_dir: Path, mode: str, info: distributed.DistInfo) -> Path | None:
@@ -331,8 +623,9 @@ def resume_differences(args, saved: dict) -> list[str]:
 
 def check_resume(args, state: dict, path: Path) -> None:
     """Refuse a checkpoint whose run had other trajectory settings (ValueError)."""
-    if args.COLT and "colt" not in state:
-        raise ValueError(f"{path} holds no COLT state: it was not a --COLT run")
+    for flag, key in (("COLT", "colt"), ("bcl", "bcl")):
+        if getattr(args, flag) and key not in state:
+            raise ValueError(f"{path} holds no {key.upper()} state: it was not a --{flag} run")
     differences = resume_differences(args, state.get("args") or {})
     if differences:
         hint = " (a larger --epochs needs --extend_epochs)" if any(d.startswith("--epochs ") for d in differences) \
@@ -352,397 +645,6 @@ def check_architecture(model: nn.Module, state: dict, path: Path, args) -> None:
                              f"{saved['width']} --output_ch {saved['output_ch']}; this run builds {built}")
         raise ValueError(f"checkpoint {path} does not fit this run's {built} ({len(mismatches)} tensors "
                          f"differ, e.g. {mismatches[0]})")
-
-
-def build_model(args, info: distributed.DistInfo) -> nn.Module:
-    model = build_simclr(args.model, width=args.width, cifar_stem=IMAGE_KIND[args.dataset] == "cifar",
-                         output_ch=args.output_ch)
-    if info.is_distributed and info.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # plain BN on CPU: gloo has no SyncBN
-    model = model.to(info.device)
-    if info.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def contrastive_loss(model: nn.Module, views: torch.Tensor, args, device: torch.device,
-                     is_ood: torch.Tensor | None = None, index: torch.Tensor | None = None,
-                     colt: COLTState | None = None, epoch: int = 0) -> torch.Tensor:
-    """Loss of one local batch of view pairs (B, 2, C, H, W), computed over the global batch.
-
-    NT-Xent; with COLT also ``sup_weight`` x the distribution-level loss (when the global batch holds OOD
-    images) and, from the same similarity matrix, the tailness update of the batch's ID images.
-    """
-    b = views.shape[0]
-    x = to_device(torch.cat([views[:, 0], views[:, 1]]), device)
-    with autocast(device, args.precision):
-        z = model(x)
-    z1 = distributed.all_gather_with_grad(z[:b].float())
-    z2 = distributed.all_gather_with_grad(z[b:].float())
-    logits, positive = nt_xent_logits(z1, z2, args.temperature)
-    loss = F.cross_entropy(logits, positive)
-    sup_weight = args.sup_weight if colt is not None else getattr(args, "additional_sup_weight", 0.0)
-    if colt is not None or sup_weight > 0:
-        meta = distributed.all_gather_variable(torch.stack([index, is_ood.long()], dim=1).to(device))
-        global_index, global_ood = meta[:, 0], meta[:, 1].bool()
-        if sup_weight > 0 and global_ood.any():
-            loss = loss + sup_weight * dist_supcon(torch.cat([z1, z2]), torch.cat([global_ood, global_ood]),
-                                                   args.temperature)
-        if colt is not None:
-            raw = raw_tailness(logits.detach(), args.k_largest_logits)
-            colt.tracker.update(global_index[~global_ood], raw[~global_ood], epoch)
-    return loss
-
-
-class NonFiniteError(Exception):
-    """The loss or the weights stopped being finite: nothing of this epoch may be saved."""
-
-
-def train_one_epoch(model, loader, optimizer, scheduler, args, info, logger, epoch: int,
-                    colt: COLTState | None = None) -> dict:
-    """One epoch; raises NonFiniteError naming the first step whose loss was not finite.
-
-    The check costs no host-device sync per step: the first bad step is kept in a device-side tensor and
-    read once at the end of the epoch (and whenever the loss is printed anyway).
-    """
-    model.train()
-    steps = len(loader) if not args.max_steps_per_epoch else min(len(loader), args.max_steps_per_epoch)
-    loss_sum, seen, start = torch.zeros((), device=info.device), 0, time.time()
-    first_bad = torch.full((), -1, dtype=torch.long, device=info.device)
-    bad_value = torch.zeros((), device=info.device)
-    bar = tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=progress_disabled(info.is_main), leave=False,
-               dynamic_ncols=True)
-    try:  # the bar is cleared whatever happens, so that an error message starts its own line
-        for step, (views, _labels, index, is_ood) in enumerate(loader):
-            if step == steps:
-                break
-            loss = contrastive_loss(model, views, args, info.device, is_ood, index, colt, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
-            new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
-            first_bad.masked_fill_(new_bad, step + 1)
-            bad_value = torch.where(new_bad, loss.detach().float(), bad_value)
-            seen += views.shape[0] * info.world_size
-            bar.update(1)
-            if (step + 1) % args.print_freq == 0 or step + 1 == steps:
-                if first_bad.item() > 0:
-                    break
-                global_step = scheduler.last_epoch
-                lr = optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.4f}")
-                logger.scalars({"loss": loss.item(), "lr": lr}, global_step, prefix="train/")
-    finally:
-        bar.close()
-    # every rank computes the same global loss; the reduction keeps the ranks' decisions identical anyway
-    if distributed.all_reduce_mean((first_bad > 0).float()).item() > 0:
-        raise NonFiniteError(f"non-finite loss ({bad_value.item()}) at epoch {epoch}, step {first_bad.item()} "
-                             f"of {steps}")
-    net = model.module if isinstance(model, DistributedDataParallel) else model
-    tensors = [t for t in net.state_dict().values() if t.is_floating_point()]
-    if not torch.stack([torch.isfinite(t).all() for t in tensors]).all().item():
-        raise NonFiniteError(f"non-finite weights after epoch {epoch} (the loss stayed finite)")
-    elapsed = time.time() - start
-    mean_loss = distributed.all_reduce_mean(loss_sum / max(steps, 1)).item()
-    return {"loss": mean_loss, "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
-
-
-def embed(model, dataset, args, info, projection: bool = True) -> torch.Tensor:
-    """Normalised embeddings of a whole dataset under the test transform, identical on every rank."""
-    view = with_transform(dataset, eval_transform(IMAGE_KIND[args.dataset]))
-    return embed_dataset(model, view, info.device, args.embed_batch_size, args.num_workers, projection=projection,
-                         precision=args.precision)
-
-
-def colt_round(model, train_set, ood_pool, colt: COLTState, args, info, logger, run_dir: Path, epoch: int):
-    """One COLT sampling round: embed ID and pool, choose ``budget`` pool items, record everything."""
-    start = time.time()
-    test_view = eval_transform(IMAGE_KIND[args.dataset])
-    if args.ood_scorer != "random":
-        id_embeddings, pool_embeddings = embed(model, train_set, args, info), embed(model, ood_pool, args, info)
-    result = None
-    if info.is_main:  # one process decides (k-means threads need not agree bit for bit), then broadcasts
-        scores = colt.tracker.scores.cpu().numpy()
-        if args.ood_scorer == "random":
-            result = select_random(len(ood_pool), args.budget, seed=args.seed * 1_000_003 + colt.rounds_done)
-        elif args.ood_scorer == "clusters":
-            result = select_by_clusters(id_embeddings, pool_embeddings, scores, args.budget,
-                                        args.k_means_clusters, args.cluster_temperature,
-                                        seed=args.seed + colt.rounds_done)
-        else:
-            result = select_by_neighbours(id_embeddings, pool_embeddings, scores, args.budget, args.ood_knn)
-    result = distributed.broadcast_object(result)
-    colt.rounds_done += 1
-    colt.ood_indices = result.ood_indices
-    if info.is_main:
-        record_round(result, colt, train_set, ood_pool, test_view, args, logger, run_dir, epoch,
-                     time.time() - start)
-    return result
-
-
-def record_round(result, colt, train_set, ood_pool, test_view, args, logger, run_dir, epoch, seconds):
-    """ood_round{r}.npy, a grid of chosen images per cluster, the ID tailness by class, log and TensorBoard."""
-    from utils.plots import save_image_grid, save_tailness_histogram
-    r = colt.rounds_done
-    atomic_write(run_dir / f"ood_round{r}.npy", lambda f: np.save(f, result.ood_indices, allow_pickle=False))
-    scores = colt.tracker.scores.cpu().numpy()
-    if len(result.budgets):
-        logger.info(f"COLT round {r} (epoch {epoch}): cluster sizes {result.cluster_sizes.tolist()}, "
-                    f"mean tailness {np.round(result.cluster_scores, 4).tolist()}, "
-                    f"budgets {result.budgets.tolist()}, {seconds:.1f}s")
-        for c, (size, share) in enumerate(zip(result.cluster_sizes, result.budgets)):
-            logger.scalars({f"cluster{c}_size": int(size), f"cluster{c}_budget": int(share)}, epoch, "colt/")
-    else:
-        rule = "uniformly at random" if args.ood_scorer == "random" else "by neighbour tailness"
-        logger.info(f"COLT round {r} (epoch {epoch}): {len(result.ood_indices)} OOD items {rule}, {seconds:.1f}s")
-    logger.scalars({"round_seconds": seconds, "mean_tailness": float(np.nanmean(scores))}, epoch, "colt/")
-    logger.histogram("colt/tailness", scores[~np.isnan(scores)], epoch)
-    pool_view = with_transform(ood_pool, test_view)
-    clusters = np.unique(result.ood_cluster)
-    rows = [np.stack([pool_view[int(i)][0].permute(1, 2, 0).numpy()
-                      for i in result.ood_indices[result.ood_cluster == c][:8]]) for c in clusters]
-    titles = [cluster_row_title(result, c) for c in clusters]
-    save_image_grid(rows, titles, run_dir / f"ood_round{r}.png",
-                    title=f"COLT round {r}: sampled OOD images per ID cluster (size = ID images in the cluster, "
-                          f"tailness = their mean score, budget = OOD images given)")
-    labels = train_set.labels
-    counts = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else None
-    names = class_names(args.dataset)
-    if names is not None and counts is not None and len(counts) > len(names):
-        names = None
-    save_tailness_histogram(scores, labels if counts is not None else None, run_dir / f"tailness_round{r}.png",
-                            class_counts=counts, class_names=names,
-                            title=f"ID tailness before round {r} (epoch {epoch})")
-
-
-def cluster_row_title(result, cluster: int) -> str:
-    """A row label of ood_round<r>.png: the cluster's ID size, mean tailness and budget (as in log.txt)."""
-    if cluster < 0 or cluster >= len(result.budgets):
-        return "chosen"
-    return (f"cluster {cluster}\nsize {int(result.cluster_sizes[cluster])}\n"
-            f"tailness {result.cluster_scores[cluster]:.4f}\nbudget {int(result.budgets[cluster])}")
-
-
-def knn_monitor(model, train_set, test_set, args, info) -> float:
-    """Weighted k-NN top-1 accuracy (%) of the backbone features, training split as the memory bank."""
-    bank_labels = torch.as_tensor(train_set.labels, device=info.device)
-    test_labels = torch.as_tensor(test_set.labels, device=info.device)
-    predicted = knn_predict(embed(model, train_set, args, info, projection=False), bank_labels,
-                            embed(model, test_set, args, info, projection=False),
-                            int(max(bank_labels.max(), test_labels.max())) + 1, k=args.knn_k)
-    return (predicted == test_labels).float().mean().item() * 100
-
-
-def checkpoint_state(model, optimizer, scheduler, epoch: int, args, colt: COLTState | None) -> dict:
-    net = model.module if isinstance(model, DistributedDataParallel) else model
-    state = {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(),
-             "args": saved_args(args)}
-    if colt is not None:
-        state["colt"] = colt.state_dict()
-    return state
-
-
-def save_run(run_dir: Path, state: dict, args, epoch: int) -> None:
-    """model.pt (latest) always; model_<epoch>.pt every --save_freq epochs; args.json beside them."""
-    write_args(args, run_dir / "args.json")
-    save_checkpoint(state, run_dir / "model.pt")
-    if epoch % args.save_freq == 0 or epoch == args.epochs:
-        save_checkpoint(state, run_dir / f"model_{epoch}.pt")
-
-
-def schedule_steps(args, num_id: int) -> tuple[int, int]:
-    """(total, warm-up) optimiser steps. With COLT the epochs after --warmup count ID + budget images,
-    as in the original; the learning-rate warm-up counts ID-only epochs."""
-    def steps(n: int) -> int:
-        full = n // args.batch_size
-        return min(full, args.max_steps_per_epoch) if args.max_steps_per_epoch else full
-    plain_epochs = min(args.warmup, args.epochs) if args.COLT else args.epochs
-    total = plain_epochs * steps(num_id) + (args.epochs - plain_epochs) * steps(num_id + args.budget)
-    return total, args.lr_warmup_epochs * steps(num_id)
-
-
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    info = distributed.init_distributed(args.device)
-    try:
-        return run(args, info)
-    finally:
-        distributed.cleanup()
-
-
-def check_inputs(args, info: distributed.DistInfo):
-    """Everything that can be checked before the run directory is touched: data, pool, sizes, the run
-    directory's state and, with --resume, the checkpoint and its settings. Raises FileNotFoundError or
-    ValueError. Returns (train_set, ood_pool, train_data, knn_test, run_dir, mode, checkpoint path, state)."""
-    train_set = build_train_set(args.dataset, args.data, args.trainSplit)
-    ood_pool = None
-    if args.COLT:
-        ood_pool = build_ood_pool(args.sample_set, args.ood_data, args.dataset, args.data, args.ood_root)
-        if args.budget > len(ood_pool):
-            raise ValueError(f"--budget {args.budget} exceeds the OOD pool of {len(ood_pool)} images")
-        if args.ood_scorer == "clusters" and args.k_means_clusters > len(train_set):
-            raise ValueError(f"--k_means_clusters {args.k_means_clusters} exceeds the {len(train_set)} ID images")
-        if IMAGE_KIND[args.dataset] == "cifar":  # 32x32 data is embedded unresized: pool and ID must agree
-            id_size, pool_size = image_size(train_set), image_size(ood_pool)
-            if id_size != pool_size:
-                raise ValueError(f"the OOD pool's images are {pool_size[0]}x{pool_size[1]}, the ID images "
-                                 f"{id_size[0]}x{id_size[1]}: resize the pool to the ID images' size")
-    train_data = IdOodDataset(train_set, ood_pool)
-    if args.additional_dataset:  # extra images chosen offline (MAK): fixed for the whole run
-        extra_pool, extra = build_additional_set(args.additional_dataset, args.additional_split,
-                                                 args.additional_data, args.data, args.additional_dataset_root)
-        if IMAGE_KIND[args.dataset] == "cifar" and image_size(extra_pool) != image_size(train_set):
-            raise ValueError(f"the extra images are {image_size(extra_pool)}, the training images "
-                             f"{image_size(train_set)} (H, W): resize the pool to the training images' size")
-        train_data = IdOodDataset(train_set, extra_pool)
-        train_data.set_ood_indices(extra)
-        args.additional_items = len(extra)
-    knn_test = build_test_set(args.dataset, args.data, args.testSplit) if args.knn_every else None
-    EpochSampler(len(train_set), args.batch_size, info.world_size)  # checks the batch fits and divides
-    run_dir, mode = plan_run_dir(args, info)
-    path, state = None, None
-    if mode == "resume":
-        path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
-        # on the CPU: RNG states must stay CPU tensors; weights and optimiser state follow the model
-        state = load_checkpoint(path, map_location="cpu")
-        if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "epoch" not in state:
-            raise ValueError(f"{path} is not a pre-training checkpoint of this project (no state_dict / epoch)")
-    return train_set, ood_pool, train_data, knn_test, run_dir, mode, path, state
-
-
-def run(args, info: distributed.DistInfo) -> Path:
-    # Data, pool, run directory and checkpoint are all checked before anything is written.
-    try:
-        train_set, ood_pool, train_data, knn_test, run_dir, mode, path, state = check_inputs(args, info)
-        torch.manual_seed(args.seed)
-        model = build_model(args, info)
-        if state is not None:
-            check_architecture(model, state, path, args)
-            check_resume(args, state, path)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    if args.check_only:
-        if info.is_main:
-            print(f"checked: {len(train_set)} training images, run directory {run_dir} ({mode}); nothing written")
-        return run_dir
-    aside = take_run_dir(run_dir, mode, info)
-    logger = RunLogger(run_dir, enabled=info.is_main)
-    saved_once = False
-    try:
-        if aside is not None:
-            logger.info(f"--overwrite: the old run is kept at {aside} until this run saves its first checkpoint")
-        if mode == "restart":
-            logger.info(f"{run_dir} held no checkpoint (an earlier start stopped before its first epoch "
-                        f"ended): starting the run again")
-        if info.is_main and state is None:
-            write_args(args, run_dir / "args.json")
-        for message in train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, knn_test,
-                             path, state):
-            if message == "saved" and not saved_once:
-                saved_once = True
-                if info.is_main and aside is not None:
-                    shutil.rmtree(aside, ignore_errors=True)
-    except NonFiniteError as e:
-        logger.close()
-        last = run_dir / "model.pt"
-        if not saved_once and aside is not None:
-            give_back_run_dir(run_dir, aside, info)
-            kept = f"the run it was to replace is back in {run_dir}, unchanged"
-        else:
-            kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
-        raise SystemExit(f"error: {e}; stopped before saving: {kept} (lower --lr or raise --temperature)") \
-            from None
-    except ImageDecodeError as e:
-        logger.close()
-        if not saved_once:
-            give_back_run_dir(run_dir, aside, info)
-        raise SystemExit(f"error: {decode_error_message(e)}") from None
-    except BaseException:
-        logger.close()
-        if not saved_once:
-            give_back_run_dir(run_dir, aside, info)
-        raise
-    logger.info(f"done: outputs in {run_dir.resolve()}")
-    logger.close()
-    return run_dir
-
-
-def train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, knn_test, path, state):
-    """The training loop; yields "saved" after every checkpoint."""
-    kind = IMAGE_KIND[args.dataset]
-    arrays = is_array_dataset(train_set) and (train_data.ood_pool is None or is_array_dataset(train_data.ood_pool))
-    batched = args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
-    views = TwoViews(simclr_crop(kind) if batched else simclr_augmentation(kind))
-    id_on_device = None
-    if batched and arrays:
-        id_on_device = array_images(train_set).to(info.device)  # else workers decode and crop, as file lists
-
-    def make_loader():  # again after every sampling round: the training set changes
-        sampler = EpochSampler(len(train_data), args.batch_size, info.world_size, info.rank, seed=args.seed)
-        if id_on_device is not None:
-            return sampler, DeviceBatches(train_data, id_on_device, sampler, aug_config(kind), args.seed,
-                                          info.device, args.num_workers)
-        if batched:
-            return sampler, CroppedViewBatches(train_data, views, sampler, aug_config(kind), args.seed,
-                                               info.device, args.num_workers)
-        loader = DataLoader(SeededViews(train_data, views), batch_size=sampler.local_batch_size, sampler=sampler,
-                            num_workers=args.num_workers, pin_memory=info.device.type == "cuda", drop_last=True,
-                            persistent_workers=args.num_workers > 0)
-        return sampler, loader
-
-    # Optimiser, per-iteration schedule, COLT state.
-    optimizer = build_optimizer(args.optimizer, model, args.lr, args.weight_decay, args.momentum)
-    total_steps, warmup_steps = schedule_steps(args, len(train_data))
-    scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
-    colt = COLTState(len(train_set), args.beta, args.warmup, args.sample_interval, info.device) if args.COLT else None
-    start_epoch = 1
-    if state is not None:
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        if colt is not None:
-            colt.load_state_dict(state["colt"])
-            train_data.set_ood_indices(colt.ood_indices)
-        start_epoch = state["epoch"] + 1
-        logger.info(f"resumed from {path} at epoch {state['epoch']}")
-        planned = (state.get("args") or {}).get("epochs", args.epochs)
-        if args.epochs != planned:  # --extend_epochs: the schedule's lambda already counts the new total
-            for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-                group["lr"] = base * factor(scheduler.last_epoch)
-            logger.info(f"--extend_epochs: {planned} -> {args.epochs} epochs; the cosine schedule now ends at "
-                        f"step {total_steps}, so the remaining learning rates differ from the planned run's")
-    if info.is_distributed:
-        model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-    sampler, loader = make_loader()
-    step_model = torch.compile(model) if args.compile else model  # same parameters: model stays the one saved
-
-    logger.info(f"{args.dataset}: {len(train_set)} training images"
-                f"{f', OOD pool of {len(ood_pool)} ({args.sample_set})' if ood_pool is not None else ''}"
-                f"{f' + {len(train_data.ood_indices)} extra images ({args.additional_dataset})' if args.additional_dataset else ''}, "
-                f"{sampler.batches_per_epoch} steps/epoch of {args.batch_size} "
-                f"({info.world_size} process(es) on {info.device.type}); run dir {run_dir}")
-    for epoch in range(start_epoch, args.epochs + 1):
-        if colt is not None and colt.is_sampling_epoch(epoch):
-            colt_round(model, train_set, ood_pool, colt, args, info, logger, run_dir, epoch)
-            train_data.set_ood_indices(colt.ood_indices)
-            sampler, loader = make_loader()
-        sampler.set_epoch(epoch)
-        stats = train_one_epoch(step_model, loader, optimizer, scheduler, args, info, logger, epoch, colt)
-        logger.info(f"epoch {epoch}/{args.epochs} loss {stats['loss']:.4f} "
-                    f"{stats['images_per_s']:.0f} img/s ({stats['seconds']:.1f}s)")
-        logger.scalars({"loss": stats["loss"], "images_per_s": stats["images_per_s"]}, epoch, prefix="epoch/")
-        if args.knn_every and epoch % args.knn_every == 0:
-            accuracy = knn_monitor(model, train_set, knn_test, args, info)
-            logger.info(f"epoch {epoch}: k-NN top-1 {accuracy:.2f}%")
-            logger.scalars({"top1": accuracy}, epoch, prefix="knn/")
-        if info.is_main:
-            save_run(run_dir, checkpoint_state(model, optimizer, scheduler, epoch, args, colt), args, epoch)
-        distributed.barrier()
-        yield "saved"
 
 
 if __name__ == "__main__":

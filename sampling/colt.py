@@ -1,14 +1,22 @@
-"""COLT's online OOD sampling (Bai et al., ICLR 2023): cluster the ID embeddings, give each cluster a share
-of the budget from its mean tailness, and fill each share with the nearest OOD items not taken yet."""
+"""COLT's online OOD sampling (Bai et al., ICLR 2023) as a plug-in for any method whose step gives the global
+similarity logits: the per-sample tailness read off them, the sampling rounds (cluster the ID embeddings, give
+each cluster a share of the budget from its mean tailness, fill each share with the nearest OOD items not
+taken yet; or the paper's per-OOD rule, or the random baseline), the distribution-level loss, its state."""
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sampling.tailness import TailnessTracker
+from losses import dist_supcon
+from methods.base import Hook, StepOutput
+from sampling.tailness import TailnessTracker, raw_tailness
+from utils import distributed
 
 
 def cluster_budgets(cluster_scores: np.ndarray, budget: int, temperature: float) -> np.ndarray:
@@ -108,21 +116,127 @@ def select_by_neighbours(id_embeddings: torch.Tensor, pool_embeddings: torch.Ten
     return RoundResult(chosen, np.full(budget, -1, np.int64))
 
 
-class COLTState:
-    """What a COLT run must carry across a resume: the tailness scores, the current OOD selection and the
-    number of sampling rounds done."""
+def select_random(pool_size: int, budget: int, seed: int) -> RoundResult:
+    """The random baseline of a COLT round: ``budget`` distinct pool items drawn uniformly (seeded per round,
+    so a resumed run draws the same), sorted; no cluster owns them (-1)."""
+    if budget > pool_size:
+        raise ValueError(f"--budget {budget} exceeds the OOD pool of {pool_size} items")
+    chosen = np.sort(np.random.default_rng(seed).choice(pool_size, size=budget, replace=False)).astype(np.int64)
+    return RoundResult(ood_indices=chosen, ood_cluster=np.full(budget, -1, dtype=np.int64))
 
-    def __init__(self, num_id: int, beta: float, warmup: int, interval: int, device="cpu"):
-        if warmup < 0 or interval < 1:
-            raise ValueError(f"--warmup must be >= 0 and --sample_interval >= 1, got {warmup} and {interval}")
-        self.tracker = TailnessTracker(num_id, beta, device)
-        self.warmup, self.interval = warmup, interval
+
+def _by_clusters(id_embeddings, pool_embeddings, scores, config, round_index: int) -> RoundResult:
+    return select_by_clusters(id_embeddings, pool_embeddings, scores, config.budget, config.k_means_clusters,
+                              config.cluster_temperature, seed=config.seed + round_index)
+
+
+def _by_neighbours(id_embeddings, pool_embeddings, scores, config, round_index: int) -> RoundResult:
+    return select_by_neighbours(id_embeddings, pool_embeddings, scores, config.budget, config.ood_knn)
+
+
+def _at_random(id_embeddings, pool_embeddings, scores, config, round_index: int) -> RoundResult:
+    return select_random(config.pool_size, config.budget, seed=config.seed * 1_000_003 + round_index)
+
+
+# --ood_scorer -> (rule, whether it reads embeddings); seeds follow (--seed, round) so a resumed run draws the same
+SELECTION_RULES = {"clusters": (_by_clusters, True), "neighbours": (_by_neighbours, True),
+                   "random": (_at_random, False)}
+
+
+@dataclass
+class COLTConfig:
+    """COLT's settings (the flags of ``add_arguments``)."""
+    budget: int
+    warmup: int
+    sample_interval: int
+    k_largest_logits: int
+    beta: float
+    k_means_clusters: int
+    cluster_temperature: float
+    sup_weight: float
+    ood_scorer: str
+    ood_knn: int
+    temperature: float
+    seed: int
+    pool_size: int
+
+    @classmethod
+    def from_args(cls, args, pool_size: int) -> "COLTConfig":
+        return cls(args.budget, args.warmup, args.sample_interval, args.k_largest_logits, args.beta,
+                   args.k_means_clusters, args.cluster_temperature, args.sup_weight, args.ood_scorer,
+                   args.ood_knn, args.temperature, args.seed, pool_size)
+
+
+class DistributionLoss(Hook):
+    """``weight`` x COLT's distribution-level contrastive loss (ID views attract ID views, OOD attract OOD)
+    whenever the global batch holds OOD images; also used for MAK's extra images (``--additional_sup_weight``)."""
+
+    key = "distribution_loss"
+
+    def __init__(self, weight: float, temperature: float):
+        self.weight, self.temperature = weight, temperature
+
+    def extra_loss(self, out: StepOutput) -> torch.Tensor | None:
+        if self.weight <= 0:
+            return None
+        is_ood = out.is_ood
+        if not is_ood.any():  # the same decision on every rank: the batch is global
+            return None
+        return self.weight * dist_supcon(out.z, torch.cat([is_ood, is_ood]), self.temperature)
+
+
+class COLT(Hook):
+    """The COLT plug-in. State (checkpointed): the tailness EMA of every ID image, the rounds done and the
+    current OOD selection."""
+
+    key = "colt"
+
+    def __init__(self, num_id: int, config: COLTConfig, device="cpu"):
+        if config.warmup < 0 or config.sample_interval < 1:
+            raise ValueError(f"--warmup must be >= 0 and --sample_interval >= 1, got {config.warmup} and "
+                             f"{config.sample_interval}")
+        self.config = config
+        self.tracker = TailnessTracker(num_id, config.beta, device)
         self.rounds_done = 0
         self.ood_indices = np.empty(0, np.int64)
+        self.distribution_loss = DistributionLoss(config.sup_weight, config.temperature)
 
     def is_sampling_epoch(self, epoch: int) -> bool:
         """Rounds run at the start of epochs warmup+1, warmup+1+interval, ..."""
-        return epoch > self.warmup and (epoch - self.warmup - 1) % self.interval == 0
+        return epoch > self.config.warmup and (epoch - self.config.warmup - 1) % self.config.sample_interval == 0
+
+    def epoch_start(self, epoch: int, loop) -> None:
+        if self.is_sampling_epoch(epoch):
+            start = time.time()
+            result = self.sample(loop)
+            loop.set_ood_items(result.ood_indices)
+            if loop.info.is_main:
+                record_round(result, self, loop, epoch, time.time() - start)
+
+    def sample(self, loop) -> RoundResult:
+        """One round: embed ID set and pool (test view, projection), choose ``budget`` pool items."""
+        rule, needs_embeddings = SELECTION_RULES[self.config.ood_scorer]
+        embeddings = (loop.embed(loop.id_set), loop.embed(loop.ood_pool)) if needs_embeddings else (None, None)
+        result = None
+        if loop.info.is_main:  # one process decides (k-means threads need not agree bit for bit), then broadcasts
+            result = rule(*embeddings, self.tracker.scores.cpu().numpy(), self.config, self.rounds_done)
+        result = distributed.broadcast_object(result)
+        self.rounds_done += 1
+        self.ood_indices = result.ood_indices
+        return result
+
+    def resume(self, loop) -> None:
+        if len(self.ood_indices):
+            loop.set_ood_items(self.ood_indices)
+
+    def extra_loss(self, out: StepOutput) -> torch.Tensor | None:
+        return self.distribution_loss.extra_loss(out)
+
+    def step_end(self, out: StepOutput, epoch: int) -> None:
+        """The batch's ID images' tailness, from the same logits the method's loss used."""
+        raw = raw_tailness(out.logits.detach(), self.config.k_largest_logits)
+        is_id = ~out.is_ood
+        self.tracker.update(out.index[is_id], raw[is_id], epoch)
 
     def state_dict(self) -> dict:
         return {"tracker": self.tracker.state_dict(), "rounds_done": self.rounds_done,
@@ -134,10 +248,127 @@ class COLTState:
         self.ood_indices = state["ood_indices"].numpy().astype(np.int64)
 
 
-def select_random(pool_size: int, budget: int, seed: int) -> RoundResult:
-    """The random baseline of a COLT round: ``budget`` distinct pool items drawn uniformly (seeded per round,
-    so a resumed run draws the same), sorted; no cluster owns them (-1)."""
-    if budget > pool_size:
-        raise ValueError(f"--budget {budget} exceeds the OOD pool of {pool_size} items")
-    chosen = np.sort(np.random.default_rng(seed).choice(pool_size, size=budget, replace=False)).astype(np.int64)
-    return RoundResult(ood_indices=chosen, ood_cluster=np.full(budget, -1, dtype=np.int64))
+def class_tailness_correlation(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Spearman's rank correlation between each class's mean tailness and its count in the training set
+    (ranks with ties averaged); positive = head classes score higher, the direction COLT relies on.
+    Returns (rho, per-class counts, per-class mean scores); rho is nan with fewer than 2 scored classes."""
+    scored = ~np.isnan(scores) & (labels >= 0)
+    classes = np.unique(labels[labels >= 0])
+    counts = np.array([(labels == c).sum() for c in classes], dtype=np.float64)
+    means = np.array([scores[scored & (labels == c)].mean() if (scored & (labels == c)).any() else np.nan
+                      for c in classes])
+    ok = ~np.isnan(means)
+    if ok.sum() < 2:
+        return math.nan, counts, means
+    a, b = _ranks(counts[ok]), _ranks(means[ok])
+    a, b = a - a.mean(), b - b.mean()
+    denominator = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return (float((a * b).sum()) / denominator if denominator > 0 else math.nan), counts, means
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    for value in np.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def record_round(result: RoundResult, colt: COLT, loop, epoch: int, seconds: float) -> None:
+    """ood_round{r}.npy, a grid of chosen images per cluster, the ID tailness by class, log and TensorBoard."""
+    from utils.checkpoint import atomic_write
+    from utils.plots import save_image_grid, save_tailness_histogram
+    r, logger, run_dir = colt.rounds_done, loop.logger, Path(loop.run_dir)
+    atomic_write(run_dir / f"ood_round{r}.npy", lambda f: np.save(f, result.ood_indices, allow_pickle=False))
+    scores = colt.tracker.scores.cpu().numpy()
+    if len(result.budgets):
+        logger.info(f"COLT round {r} (epoch {epoch}): cluster sizes {result.cluster_sizes.tolist()}, "
+                    f"mean tailness {np.round(result.cluster_scores, 4).tolist()}, "
+                    f"budgets {result.budgets.tolist()}, {seconds:.1f}s")
+        for c, (size, share) in enumerate(zip(result.cluster_sizes, result.budgets)):
+            logger.scalars({f"cluster{c}_size": int(size), f"cluster{c}_budget": int(share)}, epoch, "colt/")
+    else:
+        rule = "uniformly at random" if colt.config.ood_scorer == "random" else "by neighbour tailness"
+        logger.info(f"COLT round {r} (epoch {epoch}): {len(result.ood_indices)} OOD items {rule}, {seconds:.1f}s")
+    logger.scalars({"round_seconds": seconds, "mean_tailness": float(np.nanmean(scores))}, epoch, "colt/")
+    logger.histogram("colt/tailness", scores[~np.isnan(scores)], epoch)
+    labels = loop.id_labels
+    known = labels is not None and (labels >= 0).any()
+    if known:
+        rho, _, _ = class_tailness_correlation(scores, labels)
+        logger.info(f"COLT round {r}: mean tailness by class vs class count, Spearman {rho:.2f} (positive: head "
+                    f"classes score higher, as COLT assumes; labels are read for this report only)")
+        logger.scalars({"tailness_count_spearman": rho}, epoch, "colt/")
+    clusters = np.unique(result.ood_cluster)
+    shown = 8
+    rows = [loop.eval_images(loop.ood_pool, result.ood_indices[result.ood_cluster == c][:shown]) for c in clusters]
+    save_image_grid(rows, [cluster_row_title(result, c) for c in clusters], run_dir / f"ood_round{r}.png",
+                    max_per_row=shown,
+                    title=f"COLT round {r}: sampled OOD images per ID cluster, the first {shown} of each budget "
+                          f"(size = ID images in the cluster, tailness = their mean score, budget = OOD images "
+                          f"given)")
+    counts = np.bincount(labels[labels >= 0]) if known else None
+    names = loop.class_names
+    if names is not None and counts is not None and len(counts) > len(names):
+        names = None
+    save_tailness_histogram(scores, labels if known else None, run_dir / f"tailness_round{r}.png",
+                            class_counts=counts, class_names=names,
+                            title=f"ID tailness before round {r} (epoch {epoch})")
+
+
+def cluster_row_title(result: RoundResult, cluster: int) -> str:
+    """A row label of ood_round<r>.png: the cluster's ID size, mean tailness and budget (as in log.txt)."""
+    if cluster < 0 or cluster >= len(result.budgets):
+        return "chosen"
+    return (f"cluster {cluster}\nsize {int(result.cluster_sizes[cluster])}\n"
+            f"tailness {result.cluster_scores[cluster]:.4f}\nbudget {int(result.budgets[cluster])}")
+
+
+def add_arguments(parser) -> None:
+    """COLT's flags (the released scripts' names and defaults)."""
+    g = parser.add_argument_group("COLT: online OOD sampling by tailness (off unless --COLT)")
+    g.add_argument("--COLT", action="store_true", help="add OOD images picked online by tailness, and the "
+                                                       "distribution-level contrastive loss")
+    g.add_argument("--sample_set", default=None,
+                   help="OOD pool: synthetic (the embedded pool), 300K_random_images (--ood_data FILE.npy), "
+                        "image_list (--ood_data LIST, images under --ood_root or --data) or folder "
+                        "(--ood_data DIR); default: synthetic / 300K_random_images for CIFAR / image_list")
+    g.add_argument("--ood_data", default=None, help="path of the OOD pool (see --sample_set); never guessed")
+    g.add_argument("--ood_root", default=None, help="image root of an image_list pool (default: --data)")
+    g.add_argument("--budget", type=int, default=None,
+                   help="OOD images per sampling round (default 10000; 2000 for synthetic)")
+    g.add_argument("--warmup", type=int, default=100, help="epochs of plain training before the first round "
+                                                           "(the first round runs at epoch warmup+1)")
+    g.add_argument("--sample_interval", type=int, default=25, help="epochs between sampling rounds")
+    g.add_argument("--k_largest_logits", type=int, default=10,
+                   help="tailness = sum of this many largest negative probabilities (an absolute count)")
+    g.add_argument("--beta", type=float, default=0.97, help="EMA factor of the per-sample tailness")
+    g.add_argument("--k_means_clusters", type=int, default=10, help="k-means clusters of the ID embeddings")
+    g.add_argument("--cluster_temperature", type=float, default=1.0,
+                   help="budget weights = softmax(-zscore(cluster tailness) / this)")
+    g.add_argument("--sup_weight", type=float, default=None,
+                   help="weight of the distribution-level contrastive loss (default 0.2 CIFAR and synthetic, "
+                        "0.01 ImageNet-100 / Places; 0 switches it off)")
+    g.add_argument("--ood_scorer", default="clusters", choices=list(SELECTION_RULES),
+                   help="clusters: the released rule (reproduces the published numbers); neighbours: the "
+                        "paper's per-OOD score from the k nearest ID samples; random: --budget uniformly random "
+                        "pool items each round (COLT's schedule, budget and loss: the random baseline)")
+    g.add_argument("--ood_knn", type=int, default=10, help="neighbours per OOD item for --ood_scorer neighbours")
+    g.add_argument("--embed_batch_size", type=int, default=512, help="batch size of the embedding passes")
+
+
+def check_args(args) -> list[str]:
+    """What is wrong with COLT's settings (empty if nothing); the training script reports the first."""
+    errors = [f"--{name} must be positive, got {getattr(args, name)}"
+              for name in ("budget", "sample_interval", "k_largest_logits", "k_means_clusters", "ood_knn",
+                           "embed_batch_size") if getattr(args, name) <= 0]
+    if args.COLT and args.k_largest_logits > 2 * args.batch_size - 2:
+        errors.append(f"--k_largest_logits {args.k_largest_logits} exceeds the {2 * args.batch_size - 2} "
+                      f"negatives of an image in a global batch of {args.batch_size} (2 x batch_size - 2)")
+    if not all(math.isfinite(v) for v in (args.sup_weight, args.cluster_temperature, args.beta)) or \
+            args.warmup < 0 or args.sup_weight < 0 or args.cluster_temperature <= 0 or not 0 <= args.beta < 1:
+        errors.append("--warmup and --sup_weight must be >= 0, --cluster_temperature > 0, 0 <= --beta < 1")
+    return errors

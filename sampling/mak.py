@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from losses.nt_xent import nt_xent_unit_rows
+
 MODES = ("mak", "kcenter", "proximity", "tailness_proximity", "random")
 
 
@@ -27,58 +29,6 @@ def _unit(x, device) -> torch.Tensor:
     return F.normalize(t, dim=-1)
 
 
-_SHIFT_MIN_TEMPERATURE = 0.025
-
-
-def _nt_xent_unit(u1: torch.Tensor, u2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """nt_xent_per_item on rows already of unit norm. The (2B, 2B) similarity matrix is symmetric, so its
-    three distinct B x B blocks S11, S12, S22 are computed (S21 = S12^T) instead of all four.
-
-    Unit rows bound every s/t by 1/t, so exp(s/t - 1/t) <= 1 cannot overflow, and for t >= 0.025 no term
-    falls below exp(-2/t) >= exp(-80), inside float32's range: then one exp of S12 serves both the view-1
-    rows (its row sums) and the view-2 rows (its column sums), 3 B^2 exps instead of 4. Smaller t takes
-    the general logsumexp path.
-    """
-    inv_t = 1.0 / temperature
-    a1, a2 = u1 * inv_t, u2 * inv_t
-    s11 = a1 @ u1.mT
-    s12 = a1 @ u2.mT
-    s22 = a2 @ u2.mT
-    positive = s12.diagonal(dim1=-2, dim2=-1).clone()
-    if temperature >= _SHIFT_MIN_TEMPERATURE:
-        e11, e12, e22 = s11.sub_(inv_t).exp_(), s12.sub_(inv_t).exp_(), s22.sub_(inv_t).exp_()
-        e11.diagonal(dim1=-2, dim2=-1).zero_()  # k != i
-        e22.diagonal(dim1=-2, dim2=-1).zero_()
-        lse1 = (e11.sum(dim=-1) + e12.sum(dim=-1)).log_() + inv_t  # view-1 rows
-        lse2 = (e12.sum(dim=-2) + e22.sum(dim=-1)).log_() + inv_t  # view-2 rows (S21 = S12^T)
-    else:
-        s11.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
-        s22.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
-        lse1 = torch.logaddexp(torch.logsumexp(s11, dim=-1), torch.logsumexp(s12, dim=-1))
-        lse2 = torch.logaddexp(torch.logsumexp(s12, dim=-2), torch.logsumexp(s22, dim=-1))
-    return (lse1 + lse2) / 2 - positive
-
-
-def nt_xent_per_item(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    r"""Per-item NT-Xent of B pairs of views, for any leading batch dims: z1, z2 (..., B, d) -> (..., B).
-
-    Rows are L2-normalised; with s the cosine similarity over the 2B views of a batch and p(i) the partner
-    of view i, each view's loss is
-
-    .. math:: \ell_i = -\log \frac{\exp(s_{i,p(i)}/t)}{\sum_{k \ne i} \exp(s_{ik}/t)}
-
-    and an item's loss is the mean of its two views' losses. Computed with logsumexp and a masked diagonal
-    (the release subtracts exp(1/t) instead, the same value for unit rows), in float32 or the inputs'
-    wider float type.
-    """
-    if z1.shape != z2.shape or z1.dim() < 2:
-        raise ValueError(f"z1 and z2 must have the same shape (..., B, d), got {tuple(z1.shape)} and {tuple(z2.shape)}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    dtype = torch.promote_types(z1.dtype, torch.float32)
-    return _nt_xent_unit(F.normalize(z1.to(dtype), dim=-1), F.normalize(z2.to(dtype), dim=-1), temperature)
-
-
 def ecle(projections: Sequence, temperature: float = 0.2, batch_size: int = 512, repeats: int = 10,
          seed: int = 0, device: str | torch.device = "cpu", chunk_batches: int = 32) -> np.ndarray:
     r"""Empirical contrastive loss expectation (ECLE, MAK's tailness) of each of N pool items: (N,) float64.
@@ -88,8 +38,8 @@ def ecle(projections: Sequence, temperature: float = 0.2, batch_size: int = 512,
     ``repeats`` repeats, the N items are randomly permuted and cut into consecutive batches of B =
     ``batch_size``; when B does not divide N the last batch is instead the permutation's last B items, and
     only those not in an earlier batch keep their loss (the release's ``random_order[N-B:]`` with offset
-    ``i*B-(N-B)``). Each item thus gets exactly one loss per (pair, repeat), ``nt_xent_per_item`` with pass a
-    as z1 and pass b as z2, and
+    ``i*B-(N-B)``). Each item thus gets exactly one loss per (pair, repeat), ``losses.nt_xent_per_item``
+    with pass a as z1 and pass b as z2, and
 
     .. math:: \mathrm{ECLE}_n = \frac{1}{P \cdot \text{repeats}} \sum_{(a,b)} \sum_r \ell_n^{(a,b,r)},
               \quad P = R(R-1)/2.
@@ -135,7 +85,7 @@ def ecle(projections: Sequence, temperature: float = 0.2, batch_size: int = 512,
                 losses = torch.empty(index.shape, device=device)
                 for c in range(0, index.shape[0], chunk_batches):
                     ib = index[c:c + chunk_batches]
-                    losses[c:c + chunk_batches] = _nt_xent_unit(ua[ib], ub[ib], temperature)
+                    losses[c:c + chunk_batches] = nt_xent_unit_rows(ua[ib], ub[ib], temperature)
                 index, losses = index.reshape(-1), losses.reshape(-1)
                 if offset:
                     keep = torch.ones(index.numel(), dtype=torch.bool, device=device)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sampling.colt import (COLTState, cluster_budgets, cluster_mean_scores, nearest_unused, select_by_clusters,
+from sampling.colt import (COLT, COLTConfig, cluster_budgets, cluster_mean_scores, nearest_unused, select_by_clusters,
                            select_by_neighbours)
 
 
@@ -97,7 +97,10 @@ def test_select_by_neighbours_equals_brute_force():
 
 
 def test_sampling_epochs():
-    state = COLTState(10, beta=0.97, warmup=100, interval=25)
+    config = lambda warmup: COLTConfig(budget=5, warmup=warmup, sample_interval=25, k_largest_logits=3, beta=0.97,
+                                       k_means_clusters=2, cluster_temperature=1.0, sup_weight=0.2,
+                                       ood_scorer="clusters", ood_knn=3, temperature=0.2, seed=1, pool_size=20)
+    state = COLT(10, config(100))
     assert [e for e in range(1, 200) if state.is_sampling_epoch(e)] == [101, 126, 151, 176]
     with pytest.raises(ValueError):
-        COLTState(10, beta=0.97, warmup=-1, interval=25)
+        COLT(10, config(-1))

@@ -1,13 +1,9 @@
-"""Embedding passes: the direct array path equals the per-item DataLoader path; utils never imports data."""
-import ast
-from pathlib import Path
-
+"""Embedding passes: the direct array path equals the per-item DataLoader path."""
 import numpy as np
 import torch
 
 from data.datasets import ArrayImageDataset
 from models import build_simclr
-from tests.conftest import REPO_ROOT
 from utils.embed import embed_dataset, with_transform
 
 
@@ -20,11 +16,3 @@ def test_array_chunks_equal_the_dataloader_path():
     per_item = embed_dataset(model, with_transform(data, lambda x: x), torch.device("cpu"), batch_size=7)
     torch.testing.assert_close(direct, per_item)
     assert direct.shape == (30, 8)
-
-
-def test_utils_does_not_import_data():
-    for path in (Path(REPO_ROOT) / "utils").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not any(n == "data" or n.startswith("data.") for n in names), path

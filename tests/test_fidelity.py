@@ -128,7 +128,7 @@ def test_picture_labels():
 
     import report
     from data.build import class_names
-    from train_simclr import cluster_row_title
+    from sampling.colt import cluster_row_title
     result = SimpleNamespace(cluster_sizes=np.array([211, 14]), cluster_scores=np.array([0.15041, 0.1899]),
                              budgets=np.array([68, 4]))
     assert cluster_row_title(result, 1) == "cluster 1\nsize 14\ntailness 0.1899\nbudget 4"

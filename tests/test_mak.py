@@ -7,49 +7,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from sampling import mak
-
-
-def brute_nt_xent(z1, z2, t):
-    """One view and one similarity at a time, float64."""
-    b = z1.shape[0]
-    u = F.normalize(torch.cat([z1, z2]).double(), dim=1)
-    out = []
-    for m in range(b):
-        views = []
-        for i, partner in ((m, m + b), (m + b, m)):
-            denominator = sum(math.exp(float(u[i] @ u[k]) / t) for k in range(2 * b) if k != i)
-            views.append(-math.log(math.exp(float(u[i] @ u[partner]) / t) / denominator))
-        out.append(sum(views) / 2)
-    return torch.tensor(out, dtype=torch.float64)
-
-
-def test_nt_xent_per_item_matches_brute_force_with_leading_dims():
-    g = torch.Generator().manual_seed(0)
-    z1, z2 = torch.randn(2, 3, 5, 4, generator=g), torch.randn(2, 3, 5, 4, generator=g)
-    got = mak.nt_xent_per_item(z1, z2, 0.2)
-    assert got.shape == (2, 3, 5) and got.dtype == torch.float32
-    for i in range(2):
-        for j in range(3):
-            torch.testing.assert_close(got[i, j].double(), brute_nt_xent(z1[i, j], z2[i, j], 0.2),
-                                       rtol=1e-5, atol=1e-5)
-    got64 = mak.nt_xent_per_item(z1[0, 0].double(), z2[0, 0].double(), 0.5)
-    assert got64.dtype == torch.float64
-    torch.testing.assert_close(got64, brute_nt_xent(z1[0, 0], z2[0, 0], 0.5))
-
-
-@pytest.mark.parametrize("t", [0.01, 0.025, 1.0])  # below, at and above the fixed-shift threshold
-def test_nt_xent_per_item_both_paths(t):
-    g = torch.Generator().manual_seed(1)
-    z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
-    torch.testing.assert_close(mak.nt_xent_per_item(z1, z2, t).double(), brute_nt_xent(z1, z2, t),
-                               rtol=1e-5, atol=1e-4)
-
-
-def test_nt_xent_per_item_single_pair_and_errors():
-    z = torch.randn(1, 4)
-    torch.testing.assert_close(mak.nt_xent_per_item(z, -z, 0.2), torch.zeros(1))  # only the partner: loss 0
-    with pytest.raises(ValueError):
-        mak.nt_xent_per_item(torch.randn(3, 4), torch.randn(2, 4), 0.2)
+from tests.test_nt_xent import brute_nt_xent
 
 
 def brute_ecle(views, t, batch_size, repeats, seed):

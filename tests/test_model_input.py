@@ -8,13 +8,13 @@ import torch
 
 import infer_features
 import train_linear
-import train_simclr
 from data.datasets import ArrayImageDataset
 from data.device_loader import CroppedViewBatches, DeviceBatches, array_images
 from data.gpu_aug import AugConfig
 from data.ood import IdOodDataset
 from data.sampler import EpochSampler
 from data.views import TwoViews
+from methods import Batch, SimCLR
 from models import build_simclr
 from utils.device import IMAGENET_MEAN, IMAGENET_STD, to_device
 from utils.embed import embed_dataset, with_transform
@@ -61,16 +61,17 @@ def test_to_device_normalises_uint8_and_float_levels_alike(images):
 
 def test_training_views_per_image_and_batched_feed_the_same_input(images, model):
     x = nchw(images)
-    args = train_simclr.parse_args(["--temperature", "0.2"])
-    train_simclr.contrastive_loss(model, torch.stack([x, x], dim=1), args, CPU)  # per-image: uint8 views
+    method = SimCLR(model, temperature=0.2)
+    step = lambda views: method.step(Batch(views, torch.arange(len(views)), torch.zeros(len(views), dtype=torch.bool)))
+    step(torch.stack([x, x], dim=1))  # per-image: uint8 views
     data = IdOodDataset(ArrayImageDataset(images))
     sampler = EpochSampler(len(data), 8, seed=1)
     sampler.set_epoch(1)
     views, _, index, _ = next(iter(DeviceBatches(data, array_images(data.id_set), sampler, IDENTITY, 1, CPU)))
-    train_simclr.contrastive_loss(model, views, args, CPU)  # batched: float level views on the device
+    step(views)  # batched: float level views on the device
     cropped = CroppedViewBatches(data, TwoViews(lambda image: image), sampler, IDENTITY, 1, CPU, num_workers=0)
     views, _, index2, _ = next(iter(cropped))
-    train_simclr.contrastive_loss(model, views, args, CPU)  # file-list path: worker crops, batched rest
+    step(views)  # file-list path: worker crops, batched rest
     reference = torch.cat([to_device(x, CPU)] * 2)
     assert torch.equal(model.seen[0], reference)
     assert torch.equal(model.seen[1], torch.cat([reference[:8][index]] * 2))

@@ -1,9 +1,10 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import nt_xent
+from losses import image_losses, nt_xent, nt_xent_logits, nt_xent_per_item, view_losses
 from tests.multiprocess import run_processes
 
 
@@ -53,3 +54,57 @@ def test_two_gloo_processes_equal_one_process():
         assert math.isclose(dist_loss, loss.item(), rel_tol=1e-6)
         torch.testing.assert_close(g1, a.grad[rank * 3:(rank + 1) * 3])
         torch.testing.assert_close(g2, b.grad[rank * 3:(rank + 1) * 3])
+
+
+def brute_nt_xent(z1, z2, t):
+    """Per image: one view and one similarity at a time, float64, the mean of the image's two views."""
+    b = z1.shape[0]
+    u = F.normalize(torch.cat([z1, z2]).double(), dim=1)
+    out = []
+    for m in range(b):
+        views = []
+        for i, partner in ((m, m + b), (m + b, m)):
+            denominator = sum(math.exp(float(u[i] @ u[k]) / t) for k in range(2 * b) if k != i)
+            views.append(-math.log(math.exp(float(u[i] @ u[partner]) / t) / denominator))
+        out.append(sum(views) / 2)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_per_image_losses_from_the_logits_match_brute_force_and_the_batched_form():
+    g = torch.Generator().manual_seed(2)
+    z1, z2 = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
+    per_image = image_losses(view_losses(*nt_xent_logits(z1, z2, 0.2)))
+    torch.testing.assert_close(per_image.double(), brute_nt_xent(z1, z2, 0.2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(nt_xent_per_item(z1, z2, 0.2), per_image, rtol=1e-5, atol=1e-5)
+    assert math.isclose(per_image.mean().item(), nt_xent(z1, z2, 0.2).item(), rel_tol=1e-6)
+
+
+def test_nt_xent_per_item_matches_brute_force_with_leading_dims():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(2, 3, 5, 4, generator=g), torch.randn(2, 3, 5, 4, generator=g)
+    got = nt_xent_per_item(z1, z2, 0.2)
+    assert got.shape == (2, 3, 5) and got.dtype == torch.float32
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(got[i, j].double(), brute_nt_xent(z1[i, j], z2[i, j], 0.2),
+                                       rtol=1e-5, atol=1e-5)
+    got64 = nt_xent_per_item(z1[0, 0].double(), z2[0, 0].double(), 0.5)
+    assert got64.dtype == torch.float64
+    torch.testing.assert_close(got64, brute_nt_xent(z1[0, 0], z2[0, 0], 0.5))
+
+
+@pytest.mark.parametrize("t", [0.01, 0.025, 1.0])  # below, at and above the fixed-shift threshold
+def test_nt_xent_per_item_both_paths(t):
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    torch.testing.assert_close(nt_xent_per_item(z1, z2, t).double(), brute_nt_xent(z1, z2, t),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_nt_xent_per_item_single_pair_and_errors():
+    z = torch.randn(1, 4)
+    torch.testing.assert_close(nt_xent_per_item(z, -z, 0.2), torch.zeros(1))  # only the partner: loss 0
+    with pytest.raises(ValueError):
+        nt_xent_per_item(torch.randn(3, 4), torch.randn(2, 4), 0.2)
+
+

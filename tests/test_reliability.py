@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 import report
 import train_linear
 import train_simclr
+from methods import Method
 from data.datasets import ImageDecodeError, ImageFilesDataset, decode_error_message
 from tests.conftest import REPO_ROOT
 from tests.test_train import run_cli, synthetic_root, tiny_args  # noqa: F401 (fixture)
@@ -45,23 +46,30 @@ def siblings(run_dir):
 
 def inject_nan(monkeypatch, epoch: int, step: int):
     """Make the loss of (epoch, step) NaN, as a too large --lr would."""
-    original = train_simclr.contrastive_loss
-    calls = {}
+    original_epoch, original_step = train_simclr.train_one_epoch, Method.step
+    target, calls = (epoch, step), {"epoch": 0}
 
-    def contrastive_loss(*args, **kwargs):
-        loss = original(*args, **kwargs)
-        e = args[7] if len(args) > 7 else kwargs.get("epoch", 0)
+    def train_one_epoch(*args, **kwargs):
+        calls["epoch"] = args[6]
+        return original_epoch(*args, **kwargs)
+
+    def nan_step(self, *args, **kwargs):
+        out = original_step(self, *args, **kwargs)
+        e = calls["epoch"]
         calls[e] = calls.get(e, 0) + 1
-        return loss * float("nan") if (e, calls[e]) == (epoch, step) else loss
+        if (e, calls[e]) == target:
+            out.loss = out.loss * float("nan")
+        return out
 
-    monkeypatch.setattr(train_simclr, "contrastive_loss", contrastive_loss)
+    monkeypatch.setattr(train_simclr, "train_one_epoch", train_one_epoch)
+    monkeypatch.setattr(Method, "step", nan_step)
 
 
 def crash_in_epoch(monkeypatch, epoch: int, check=None):
     original = train_simclr.train_one_epoch
 
     def train_one_epoch(*args, **kwargs):
-        if args[7] == epoch:
+        if args[6] == epoch:
             if check:
                 check()
             raise KeyboardInterrupt
@@ -144,6 +152,7 @@ def test_args_json_is_always_valid_json(tmp_path):
     write_args(Namespace(lr=float("nan"), wd=float("inf"), name="x"), tmp_path / "args.json")
     text = (tmp_path / "args.json").read_text()
     args = json.loads(text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+    assert {"commit", "torch"} <= args.pop("run").keys()
     assert args == {"lr": "nan", "wd": "inf", "name": "x"}
 
 

@@ -6,7 +6,8 @@ import torch
 import train_simclr
 from data.datasets import ArrayImageDataset
 from models import build_simclr
-from sampling.colt import COLTState, select_by_clusters
+from methods import Batch, SimCLR
+from sampling.colt import COLT, COLTConfig, select_by_clusters
 from tests.multiprocess import run_processes
 from tests.test_train import final_weights, run_cli, synthetic_root, tiny_args  # noqa: F401 (fixture)
 
@@ -14,13 +15,15 @@ from tests.test_train import final_weights, run_cli, synthetic_root, tiny_args  
 def _scores_and_selection(rank, world_size, views, index, is_ood, id_images, pool_images):
     torch.manual_seed(0)
     model = build_simclr("res18", width=4, output_ch=8).eval()  # eval: BN must not depend on the shard
-    args = train_simclr.parse_args(["--COLT", "--k_largest_logits", "3", "--sup_weight", "0.2"])
-    colt = COLTState(len(id_images), beta=0.97, warmup=0, interval=1)
+    args = train_simclr.parse_args(["--COLT", "--k_largest_logits", "3", "--sup_weight", "0.2", "--warmup", "0",
+                                    "--sample_interval", "1"])
+    colt = COLT(len(id_images), COLTConfig.from_args(args, len(pool_images)))
     b = views.shape[0] // world_size
     part = slice(rank * b, (rank + 1) * b)
-    loss = train_simclr.contrastive_loss(model, views[part], args, torch.device("cpu"), is_ood[part],
-                                         index[part], colt, epoch=1)
+    out = SimCLR(model, args.temperature).step(Batch(views[part], index[part], is_ood[part]))
+    loss = out.loss + colt.extra_loss(out)
     loss.backward()  # NT-Xent + distribution-level loss through the gathered embeddings
+    colt.step_end(out, epoch=1)
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     from utils.embed import embed_dataset
     id_emb = embed_dataset(model, ArrayImageDataset(id_images), torch.device("cpu"), batch_size=5)
@@ -67,7 +70,7 @@ def test_resume_across_a_sampling_round_equals_an_uninterrupted_run(synthetic_ro
     original = train_simclr.train_one_epoch
 
     def crash(*args, **kwargs):
-        if args[7] == crash_epoch:  # the epoch argument
+        if args[6] == crash_epoch:  # the epoch argument
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
@@ -118,9 +121,9 @@ def test_impossible_budget_and_missing_pool_are_one_line_errors(synthetic_root, 
 def test_schedule_counts_the_larger_epochs_after_the_warm_up():
     args = train_simclr.parse_args(["--COLT", "--epochs", "10", "--warmup", "4", "--batch_size", "100",
                                     "--budget", "250", "--lr_warmup_epochs", "2"])
-    assert train_simclr.schedule_steps(args, num_id=1030) == (4 * 10 + 6 * 12, 2 * 10)
+    assert train_simclr.schedule_steps(args, 1030) == (4 * 10 + 6 * 12, 2 * 10)
     plain = train_simclr.parse_args(["--epochs", "10", "--batch_size", "100"])
-    assert train_simclr.schedule_steps(plain, num_id=1030)[0] == 100
+    assert train_simclr.schedule_steps(plain, 1030)[0] == 100
 
 
 def _train(rank, world_size, argv):

@@ -58,10 +58,49 @@ class RunLogger:
             self._file.close()
 
 
-def write_args(args, path: str | Path) -> None:
-    """args.json: every flag of the run, to read back or to repeat it (written atomically)."""
-    text = json.dumps(json_safe(vars(args)), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+def write_args(args, path: str | Path, ran: dict | None = None) -> None:
+    """args.json: every flag of the run, to read back or to repeat it, and under "run" what actually ran
+    (``ran``: e.g. the augmentation path and arithmetic a flag's "auto" or a CPU turned into), the code's
+    commit and the library versions (written atomically)."""
+    record = json_safe(vars(args))
+    record["run"] = {**(ran or {}), **environment()}
+    text = json.dumps(record, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def environment() -> dict:
+    """The checkout's commit (with "+changes" when the work tree differs from it, or "not a git checkout")
+    and the versions of Python and the libraries the numbers depend on."""
+    import platform
+    import subprocess
+
+    import numpy
+    import torch
+    import torchvision
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+        commit += "+changes" if changed else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = "not a git checkout"
+    return {"commit": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__, "cpu": cpu_name(),
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else the machine type."""
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def json_safe(value):
