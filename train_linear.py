@@ -36,9 +36,9 @@ from tqdm import tqdm
 from data.build import DATASETS, build_eval_sets, build_train_set, canonical_dataset
 from data.datasets import ImageDecodeError, decode_error_message
 from data.views import IMAGE_KIND, eval_transform
-from models import build_encoder
+from models import build_encoder, dense_state_dict
 from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
-                              shape_mismatches, strip_module_prefix)
+                              shape_mismatches)
 from utils.embed import with_transform
 from utils.cli import HelpFormatter
 from utils.device import to_device
@@ -120,12 +120,13 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
 
 
 def load_encoder(path: str | Path, device: torch.device):
-    """The encoder of a pre-training checkpoint (projection head dropped) and the pre-training args."""
+    """The encoder of a pre-training checkpoint (projection head dropped; of SDCLR the dense branch) and the
+    pre-training args."""
     state = load_checkpoint(path, map_location="cpu")
     weights = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else None
     if not isinstance(weights, dict) or not weights:
         raise ValueError(f"{path}: no model weights found (expected a 'state_dict' entry)")
-    weights = {k: v for k, v in strip_module_prefix(weights).items() if not k.startswith("fc.")}
+    weights = {k: v for k, v in dense_state_dict(weights).items() if not k.startswith("fc.")}  # SDCLR: dense
     pretrain_args = state.get("args", {}) if isinstance(state, dict) else {}
     width = weights["conv1.weight"].shape[0]
     name = "res50" if any(k.startswith("layer1.0.conv3") for k in weights) else "res18"

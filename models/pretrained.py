@@ -3,21 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.sdclr import dense_state_dict
 from models.simclr import build_simclr
-from utils.checkpoint import load_checkpoint, strip_module_prefix
+from utils.checkpoint import load_checkpoint
 
 
 def load_simclr(path: str | Path):
-    """(network, pre-training args) of a checkpoint of ours, a DDP one or the original releases'.
+    """(network, pre-training args) of a checkpoint of ours, a DDP one or the original releases'; of an
+    SDCLR checkpoint (ours or the release's) the dense branch.
 
     The architecture is read off the weights (ResNet-18/50, width, stem, head size), so nothing has to
     be restated on the command line. Raises ValueError for a file that holds no such network.
     """
     state = load_checkpoint(path, map_location="cpu")
     weights = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else None
-    if not isinstance(weights, dict) or "conv1.weight" not in strip_module_prefix(weights):
+    weights = dense_state_dict(weights) if isinstance(weights, dict) else None  # SDCLR: its dense branch
+    if weights is None or "conv1.weight" not in weights:
         raise ValueError(f"{path}: no SimCLR network found (expected a 'state_dict' with conv1.weight)")
-    weights = strip_module_prefix(weights)
     if "fc.fc2.weight" not in weights:
         raise ValueError(f"{path}: the checkpoint has no projection head (fc.fc1 / fc.fc2): "
                          f"inference needs a pre-training checkpoint, not a probe")

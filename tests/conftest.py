@@ -15,3 +15,7 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cifar10-salvage.npz").is_file():
         pytest.skip(f"no real CIFAR data at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
