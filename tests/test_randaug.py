@@ -1,14 +1,29 @@
 """BCL's RandAugment: the op table against the release's list, the per-image path against the release's PIL
 calls, the batched path against the per-image path op by op (exact: the same arithmetic as Pillow's C
-code, see data/randaug.py), and the parameter distributions of the BCL-I and BCL-D rules."""
+code, see data/randaug.py), the parameter distributions of the BCL-I and BCL-D rules, and the pipelines:
+strengths carried with the keys (per-image workers, batched workers, file-list crops, ranks), strength 0
+and no strengths giving today's SimCLR views bit for bit."""
 import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
+from torch.utils.data import DataLoader
 
 from data import randaug as R
+from data.datasets import ArrayImageDataset
+from data.device_loader import CroppedViewBatches, DeviceBatches, array_images
+from data.gpu_aug import AugConfig, augment, aug_config, batch_generator, sample_params, two_views
+from data.ood import IdOodDataset
+from data.sampler import EpochSampler, SeededViews
+from data.views import TwoViews, simclr_augmentation, simclr_crop
+from tests.multiprocess import run_processes
+
+CPU = torch.device("cpu")
+# the ImageNet view (blur included) at 96 px: whole batches stay quick; 224 px is tested op by op and on
+# the file-list path
+IMAGENET_96 = AugConfig(size=96, scale=(0.08, 1.0), blur_p=0.5)
 
 
 def varied_images(n: int, size: int, seed: int) -> torch.Tensor:
@@ -254,3 +269,209 @@ def test_bad_strengths_are_refused():
     for bad in (torch.tensor([0.5, 1.5]), torch.tensor([-0.1]), torch.tensor([math.nan])):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
             R.sample_randaug_params(bad, R.RandAugConfig(), torch.Generator())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pipelines
+
+
+def simclr_then_reference(simclr_views: torch.Tensor, params: R.RandAugParams) -> torch.Tensor:
+    """(b, 2, 3, H, W) SimCLR views and the rows of both views (view 1 of every item, then view 2) -> each view
+    through the per-image RandAugment."""
+    b = simclr_views.shape[0]
+    return torch.stack([torch.stack([R.randaugment_image(simclr_views[i, v].to(torch.uint8), params[v * b + i])
+                                     for v in range(2)]) for i in range(b)]).float()
+
+
+def todays_two_views(images, config, seed, epoch, step, rank=0, world_size=1, crop=True):
+    """``two_views`` as it was before RandAugment, from its parts."""
+    b, n = images.shape[0], images.shape[0] * world_size
+    params = sample_params(2 * n, *images.shape[-2:], config, batch_generator(seed, epoch, step), crop=crop)
+    mine = torch.cat([torch.arange(rank * b, (rank + 1) * b), n + torch.arange(rank * b, (rank + 1) * b)])
+    src = torch.cat([images, images]) if crop else torch.cat([images[:, 0], images[:, 1]])
+    out = augment(src, params[mine], config, crop=crop)
+    return torch.stack([out[:b], out[b:]], dim=1)
+
+
+def batch_of(kind: str, b: int):
+    """(config, images, crop): CIFAR images to crop, or ImageNet-style pairs of views cropped already."""
+    if kind == "cifar":
+        return aug_config("cifar"), varied_images(b, 32, seed=30), True
+    return IMAGENET_96, torch.stack([varied_images(b, 96, seed=31), varied_images(b, 96, seed=32)], dim=1), False
+
+
+@pytest.mark.parametrize("kind", ["cifar", "imagenet"])
+def test_without_strengths_or_at_strength_0_the_views_are_todays_simclr_views(kind):
+    config, images, crop = batch_of(kind, 6)
+    today = todays_two_views(images, config, 3, 2, 1, crop=crop)
+    assert torch.equal(two_views(images, config, 3, 2, 1, crop=crop), today)
+    zero = two_views(images, config, 3, 2, 1, crop=crop, strengths=torch.zeros(6), randaug=R.RandAugConfig(k=2))
+    assert torch.equal(zero, today)
+
+
+@pytest.mark.parametrize("kind,k", [("cifar", 1), ("cifar", 2), ("imagenet", 2)])
+def test_batched_views_are_the_simclr_views_through_the_per_image_randaugment(kind, k):
+    """Whole two-view batches: the batched path equals its SimCLR views, each through ``randaugment_image``
+    with the parameters drawn after the SimCLR ones from the batch's generator (ImageNet: after the blur)."""
+    config, images, crop = batch_of(kind, 6)
+    strengths = torch.tensor([0.0, 0.3, 0.6, 0.8, 1.0, 1.0])
+    ra = R.RandAugConfig(k=k)
+    out = two_views(images, config, 3, 2, 1, crop=crop, strengths=strengths, randaug=ra)
+    simclr = two_views(images, config, 3, 2, 1, crop=crop)
+    g = batch_generator(3, 2, 1)
+    sample_params(12, *images.shape[-2:], config, g, crop=crop)
+    params = R.sample_two_view_params(strengths, ra, g)
+    assert torch.equal(out, simclr_then_reference(simclr, params))
+    assert torch.equal(out[0], simclr[0]) and not torch.equal(out[4:], simclr[4:])
+
+
+def test_ranks_take_their_slice_of_the_global_batch_with_their_own_strengths():
+    images, cfg, ra = varied_images(8, 32, seed=33), aug_config("cifar"), R.RandAugConfig(k=2)
+    strengths = torch.rand(8, generator=torch.Generator().manual_seed(34))
+    one = two_views(images, cfg, 1, 2, 3, strengths=strengths, randaug=ra)
+    halves = [two_views(images[r * 4:(r + 1) * 4], cfg, 1, 2, 3, rank=r, world_size=2,
+                        strengths=strengths[r * 4:(r + 1) * 4], randaug=ra) for r in range(2)]
+    assert torch.equal(torch.cat(halves), one)
+
+
+def test_two_views_refuses_strengths_without_a_config_or_of_the_wrong_length():
+    images, cfg = varied_images(4, 32, seed=35), aug_config("cifar")
+    with pytest.raises(ValueError, match="without a RandAugConfig"):
+        two_views(images, cfg, 1, 1, 0, strengths=torch.ones(4))
+    with pytest.raises(ValueError, match="3 RandAugment strengths for 4 images"):
+        two_views(images, cfg, 1, 1, 0, strengths=torch.ones(3), randaug=R.RandAugConfig())
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_per_image_views_are_simclr_views_then_randaugment_under_the_item_seed(k):
+    image, ra = varied_images(2, 32, seed=36)[1], R.RandAugConfig(k=k)
+    augmentation = simclr_augmentation("cifar")
+    torch.manual_seed(7)
+    simclr = TwoViews(augmentation)(image)
+    torch.manual_seed(7)
+    views = TwoViews(augmentation, ra)(image, 0.9)
+    torch.manual_seed(7)
+    augmentation(image), augmentation(image)  # the SimCLR draws come first
+    params = R.sample_two_view_params(torch.tensor([0.9]), ra, None)
+    assert torch.equal(views.float(), simclr_then_reference(simclr[None], params)[0])
+    assert torch.equal(views.float(), R.randaugment(simclr.float(), params))  # and the batched op agrees
+    torch.manual_seed(7)
+    assert torch.equal(TwoViews(augmentation, ra)(image, 0.0), simclr)  # strength 0: the SimCLR views
+    with pytest.raises(ValueError, match="without a RandAugConfig"):
+        TwoViews(augmentation)(image, 0.5)
+
+
+def array_data(n: int, size: int = 32, seed: int = 40) -> IdOodDataset:
+    return IdOodDataset(ArrayImageDataset(varied_images(n, size, seed).permute(0, 2, 3, 1).numpy().copy()))
+
+
+def test_persistent_per_image_workers_use_each_epochs_strengths():
+    """The release keeps the strengths on the dataset, which persistent workers copied at their start; here
+    they travel with the keys, so epoch 2's views are those of epoch 2's strengths."""
+    data, ra = array_data(16), R.RandAugConfig(k=1)
+    views = SeededViews(data, TwoViews(simclr_augmentation("cifar"), ra))
+    sampler = EpochSampler(len(data), 4, seed=2)
+    loader = DataLoader(views, batch_size=4, sampler=sampler, num_workers=2, persistent_workers=True,
+                        drop_last=True)
+    first, second = torch.rand(16, generator=torch.Generator().manual_seed(41)), torch.ones(16)
+    sampler.set_epoch(1), sampler.set_strengths(first)
+    list(loader)
+    sampler.set_epoch(2), sampler.set_strengths(second)
+    got = torch.cat([batch[0] for batch in loader])
+    direct = torch.stack([views[key][0] for key in sampler])
+    assert torch.equal(got, direct)
+    sampler.set_strengths(first)
+    stale = torch.stack([views[key][0] for key in sampler])
+    assert not torch.equal(got, stale)
+
+
+def test_persistent_batched_workers_use_each_epochs_strengths():
+    data, ra, cfg = array_data(16), R.RandAugConfig(k=2), aug_config("cifar")
+    sampler = EpochSampler(len(data), 8, seed=3)
+    batches = DeviceBatches(data, array_images(data.id_set), sampler, cfg, 3, CPU, num_workers=2, randaug=ra)
+    first, second = torch.rand(16, generator=torch.Generator().manual_seed(42)), torch.ones(16)
+    sampler.set_epoch(1), sampler.set_strengths(first)
+    list(batches)
+    sampler.set_epoch(2), sampler.set_strengths(second)
+    got = [views for views, *_ in batches]
+    order, _ = sampler.epoch_order()
+    images = array_images(data.id_set)
+    for step, views in enumerate(got):
+        items = order[step * 8:(step + 1) * 8]
+        expected = two_views(images[items], cfg, 3, 2, step, strengths=second[items], randaug=ra)
+        assert torch.equal(views.float(), expected)
+        assert not torch.equal(views.float(), two_views(images[items], cfg, 3, 2, step, strengths=first[items],
+                                                        randaug=ra))
+
+
+def test_batched_loader_without_strengths_or_at_0_gives_the_simclr_views():
+    data, cfg = array_data(16), aug_config("cifar")
+    sampler = EpochSampler(len(data), 8, seed=3)
+    sampler.set_epoch(1)
+    make = lambda: [v for v, *_ in DeviceBatches(data, array_images(data.id_set), sampler, cfg, 3, CPU,
+                                                 randaug=R.RandAugConfig())]
+    plain = make()
+    sampler.set_strengths(torch.zeros(16))
+    assert all(torch.equal(a, b) for a, b in zip(make(), plain))
+
+
+def test_file_list_path_adds_randaugment_after_the_whole_simclr_view():
+    """Workers crop (their keys carry no strength); the device adds flip, jitter, grayscale, blur, then
+    RandAugment at the strengths of the batch's items."""
+    data, ra, cfg = array_data(4, size=40, seed=43), R.RandAugConfig(k=2), aug_config("imagenet")
+    crop = TwoViews(simclr_crop("imagenet"))
+    sampler = EpochSampler(len(data), 2, seed=5)
+    sampler.set_epoch(1)
+    strengths = torch.tensor([0.2, 0.9, 0.5, 1.0])
+    sampler.set_strengths(strengths)
+    got = list(CroppedViewBatches(data, crop, sampler, cfg, 5, CPU, num_workers=0, randaug=ra))
+    order, seeds = sampler.epoch_order()
+    for step, (views, _, index, _) in enumerate(got):
+        items = order[step * 2:(step + 1) * 2]
+        assert index.tolist() == items.tolist()
+        crops = torch.stack([SeededViews(data, crop)[(int(i), int(s))][0]
+                             for i, s in zip(items, seeds[step * 2:(step + 1) * 2])])
+        expected = two_views(crops, cfg, 5, 1, step, crop=False, strengths=strengths[items], randaug=ra)
+        assert views.shape == (2, 2, 3, 224, 224) and torch.equal(views, expected)
+    sampler.set_strengths(None)
+    plain = list(CroppedViewBatches(data, crop, sampler, cfg, 5, CPU, num_workers=0, randaug=ra))
+    assert not torch.equal(plain[1][0], got[1][0])
+
+
+def _rank_views(rank: int, world_size: int, images: np.ndarray, strengths: torch.Tensor) -> list:
+    data = IdOodDataset(ArrayImageDataset(images))
+    sampler = EpochSampler(len(data), 8, world_size, rank, seed=4)
+    sampler.set_epoch(1)
+    sampler.set_strengths(strengths)
+    batches = DeviceBatches(data, array_images(data.id_set), sampler, aug_config("cifar"), 4, CPU,
+                            randaug=R.RandAugConfig(k=2))
+    return [views for views, *_ in batches]
+
+
+def test_two_gloo_processes_see_the_augmentation_of_one():
+    images = varied_images(16, 32, seed=44).permute(0, 2, 3, 1).numpy().copy()
+    strengths = torch.rand(16, generator=torch.Generator().manual_seed(45))
+    one = _rank_views(0, 1, images, strengths)
+    ranks = run_processes(_rank_views, 2, images, strengths)
+    for step in range(2):
+        assert torch.equal(torch.cat([ranks[0][step], ranks[1][step]]), one[step])
+
+
+@pytest.mark.cuda
+def test_batched_path_on_cuda_equals_the_cpu():
+    cuda = torch.device("cuda")
+    for size, n in ((32, 120), (224, 30)):
+        images = varied_images(n, size, seed=46).float()
+        p = R.sample_randaug_params(torch.rand(n, generator=torch.Generator().manual_seed(47)) * 0.5 + 0.5,
+                                    R.RandAugConfig(k=2), torch.Generator().manual_seed(48))
+        assert torch.equal(R.randaugment(images.to(cuda), p).cpu(), R.randaugment(images, p))
+    # whole batches: the CUDA views are their CUDA SimCLR views through the CPU's RandAugment
+    images, cfg, ra = varied_images(16, 32, seed=49).to(cuda), aug_config("cifar"), R.RandAugConfig(k=2)
+    strengths = torch.rand(16, generator=torch.Generator().manual_seed(50))
+    out = two_views(images, cfg, 1, 1, 0, strengths=strengths, randaug=ra)
+    simclr = two_views(images, cfg, 1, 1, 0)
+    assert out.device.type == "cuda"
+    g = batch_generator(1, 1, 0)
+    sample_params(32, 32, 32, cfg, g)
+    params = R.sample_two_view_params(strengths, ra, g)
+    assert torch.equal(out.cpu(), simclr_then_reference(simclr.cpu(), params))
