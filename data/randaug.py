@@ -397,6 +397,8 @@ def randaugment(x: torch.Tensor, params: RandAugParams, subset: bool | None = No
                          f"{tuple(x.shape)} {x.dtype} and {len(params)} rows")
     params = params.to(x.device)
     subset = x.device.type == "cpu" if subset is None else subset
+    if subset:
+        x = x.clone()  # then written in place, image subsets at a time
     for slot in range(params.op.shape[1]):
         op, on = params.op[:, slot], params.applied[:, slot]
         slot_params = (op, params.value[:, slot], params.sign[:, slot], params.cutout[:, slot])
@@ -405,7 +407,7 @@ def randaugment(x: torch.Tensor, params: RandAugParams, subset: bool | None = No
             if subset:
                 idx = chosen.nonzero()[:, 0]
                 if len(idx):
-                    x = x.index_copy(0, idx, fn(x[idx], [t[idx] for t in slot_params], True))
+                    x.index_copy_(0, idx, fn(x[idx], [t[idx] for t in slot_params], True))
             else:
                 x = torch.where(chosen[:, None, None, None], fn(x, slot_params, False), x)
     return x

@@ -143,7 +143,9 @@ def test_per_image_path_applies_the_slots_in_order_and_skips_the_others():
 
 
 def assert_batched_equals_per_image(images, p, subset=None):
-    ours = R.randaugment(images.float(), p, subset=subset)
+    x = images.float()
+    ours = R.randaugment(x, p, subset=subset)
+    assert torch.equal(x, images.float())  # the input is left as it was
     ref = torch.stack([R.randaugment_image(images[i], p[i]) for i in range(len(images))])
     assert ours.dtype == torch.float32 and torch.equal(ours, ours.round())
     diff = (ours - ref.float()).abs()
