@@ -25,6 +25,11 @@ Two implementations of the same ops on the same parameters:
 Parameters are drawn from an explicit ``torch.Generator`` (the default one in the per-image path, seeded per
 item) in a fixed order whose count does not depend on the strengths, so a rank needs only its own items'
 strengths to take its slice of a global batch's parameters.
+
+Use: ``config = RandAugConfig(k=args.rand_k, max_strength=args.rand_strength)`` given to
+``data.views.TwoViews`` (per-image path), ``DeviceBatches`` or ``CroppedViewBatches`` (``randaug=config``);
+before each epoch's pass, in the main process, ``sampler.set_epoch(e)`` then ``sampler.set_strengths(w)``
+with w (N,) in [0, 1] indexed like the sampler's dataset. The strengths travel with the batch keys.
 """
 from __future__ import annotations
 
@@ -246,21 +251,22 @@ def _affine_ops(x: torch.Tensor, op: torch.Tensor, value: torch.Tensor) -> torch
     xs = torch.arange(w, device=dev, dtype=torch.float64)[None, None, :]
     ys = torch.arange(h, device=dev, dtype=torch.float64)[None, :, None]
     col = lambda t: t[:, None, None]
-    # float path (a == e == 1, b == d == 0): translations
-    fx = torch.floor(col(cc + 0.5) + xs).long().expand(n, h, w)
-    fy = torch.floor(col(f + 0.5) + ys).long().expand(n, h, w)
-    # fixed-point path: shears and rotations
-    fix = lambda v: torch.floor(v * 65536.0 + 0.5).long()
+    # float path (a == e == 1, b == d == 0): translations; clamped far outside, so int32 holds them
+    far = float(4 * max(h, w))
+    fx = torch.floor(col(cc + 0.5) + xs).clamp(-far, far).int().expand(n, h, w)
+    fy = torch.floor(col(f + 0.5) + ys).clamp(-far, far).int().expand(n, h, w)
+    # fixed-point path: shears and rotations, in 32-bit integers as PIL
+    fix = lambda v: torch.floor(v * 65536.0 + 0.5).int()
     a0, a1, a3, a4 = fix(a), fix(b), fix(d), fix(e)
     a2, a5 = fix(cc + a * 0.5 + b * 0.5), fix(f + d * 0.5 + e * 0.5)
-    xi = torch.arange(w, device=dev)[None, None, :]
-    yi = torch.arange(h, device=dev)[None, :, None]
+    xi = torch.arange(w, device=dev, dtype=torch.int32)[None, None, :]
+    yi = torch.arange(h, device=dev, dtype=torch.int32)[None, :, None]
     qx = (col(a2) + xi * col(a0) + yi * col(a1)) >> 16
     qy = (col(a5) + xi * col(a3) + yi * col(a4)) >> 16
     translate = col(is_("TranslateX") | is_("TranslateY"))
     sx, sy = torch.where(translate, fx, qx), torch.where(translate, fy, qy)
     inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
-    source = (sy.clamp(0, h - 1) * w + sx.clamp(0, w - 1)).reshape(n, 1, h * w).expand(n, c, h * w)
+    source = (sy.clamp(0, h - 1) * w + sx.clamp(0, w - 1)).long().reshape(n, 1, h * w).expand(n, c, h * w)
     out = x.reshape(n, c, h * w).gather(2, source).reshape(n, c, h, w)
     return out * inside[:, None]
 

@@ -31,9 +31,10 @@ class EpochSampler(Sampler):
         self.epoch = epoch
 
     def set_strengths(self, strengths) -> None:
-        """Per-item RandAugment strengths w in [0, 1], one per dataset item (indexed like the dataset), for
-        the epochs iterated from now on; None: no RandAugment. Call it in the main process before each
-        epoch's pass: the strengths travel inside the keys, so persistent workers never see stale ones."""
+        """Per-item RandAugment strengths w in [0, 1] (BCL), one per item of the dataset this sampler orders
+        (an ``IdOodDataset``: the ID items, then the chosen OOD items), for the passes from now on; None: no
+        RandAugment. Call it in the main process before each epoch's pass: the strengths travel inside the
+        keys, so persistent workers never see stale ones."""
         if strengths is None:
             self.strengths = None
             return
