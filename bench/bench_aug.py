@@ -8,6 +8,9 @@ per-image order), kornia.augmentation (RandomResizedCrop bicubic + flip + ColorJ
 p 0.2, per-image parameters, one jitter order per call), torchaug (per-image crop needs one chunk per image;
 jitter factors per image, one order per chunk) and torchvision v2 per image (the per-image path's own op).
 kornia and torchaug are optional: only for this benchmark, not requirements; a missing one is skipped.
+BCL rows: ours followed by RandAugment (data/randaug.randaugment, k = 1 BCL-I and k = 2 BCL-D) at strengths
+w ~ U(0, 1) and at w = 1 (every slot applied), and the per-image path with the PIL RandAugment; the ratio
+column is images/s relative to ours without RandAugment.
 Prints a table and writes JSON.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 import torchvision
 
 from data.gpu_aug import aug_config, two_views
+from data.randaug import RandAugConfig
 from data.views import TwoViews, simclr_augmentation
 
 
@@ -105,12 +109,25 @@ def main(argv=None):
     views = TwoViews(simclr_augmentation("cifar"))
     candidates["torchvision v2 per image"] = lambda: [views(images[k]) for k in range(b)]
     notes["torchvision v2 per image"] = "the per-image path (CPU, one image at a time)"
+    def with_randaug(k: int, strengths: torch.Tensor):
+        config = RandAugConfig(k=k)
+        return lambda: two_views(on_device, aug_config("cifar"), 1, 1, 0, strengths=strengths, randaug=config)
+
+    uniform = torch.rand(b, generator=torch.Generator().manual_seed(0))
+    for k in (1, 2):
+        for label, strengths in (("w ~ U(0, 1)", uniform), ("w = 1", torch.ones(b))):
+            name = f"ours + RandAugment k={k}, {label}"
+            candidates[name] = with_randaug(k, strengths)
+            notes[name] = "data/randaug.randaugment after the SimCLR view, exact as the PIL ops (tests)"
+    bcl_views = TwoViews(simclr_augmentation("cifar"), RandAugConfig(k=2))
+    per_image_bcl = "torchvision v2 + PIL RandAugment k=2 per image, w ~ U(0, 1)"
+    candidates[per_image_bcl] = lambda: [bcl_views(images[k], float(uniform[k])) for k in range(b)]
+    notes[per_image_bcl] = "the per-image path with BCL's RandAugment (the release's PIL calls)"
 
     rows = {}
     for name, fn in candidates.items():
         try:
-            seconds = median_seconds(fn, a.repeats, device if name != "torchvision v2 per image" else
-                                     torch.device("cpu"))
+            seconds = median_seconds(fn, a.repeats, torch.device("cpu") if "per image" in name else device)
             rows[name] = b / seconds
         except Exception as e:  # a library that rejects these settings is reported, not fatal
             rows[name] = None
@@ -118,10 +135,12 @@ def main(argv=None):
     out = dict(date=time.strftime("%Y-%m-%d"), device=a.device, threads=a.threads, batch_size=b,
                torch=torch.__version__, torchvision=torchvision.__version__, images_per_s=rows, notes=notes)
     print(f"{out['date']} {a.device}, {a.threads} thread(s), batch {b} x 2 views, 32x32, torch {torch.__version__}")
-    print("| candidate | images/s (2 views) | notes |\n|---|---|---|")
+    print("| candidate | images/s (2 views) | vs ours | notes |\n|---|---|---|---|")
+    base = rows["ours (data/gpu_aug)"]
     for name in candidates:
         ips = rows[name]
-        print(f"| {name} | {'failed' if ips is None else f'{ips:.0f}'} | {notes[name]} |")
+        ratio = "" if ips is None or base is None else f"{ips / base:.2f}"
+        print(f"| {name} | {'failed' if ips is None else f'{ips:.0f}'} | {ratio} | {notes[name]} |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {a.out}")

@@ -8,6 +8,11 @@ can make the next batches' views while the model trains). File-list datasets (Im
 keep decoding in workers, which also do the random resized crop to a fixed size; flip, jitter, grayscale
 and blur run batched on the device. Views come out as float32 whole levels in [0, 255] on the device;
 ``utils.device.to_device`` turns them into the model's input as it does uint8 views.
+
+BCL: with a ``RandAugConfig`` and strengths set on the sampler (``sampler.set_strengths(w)`` in the main
+process before each epoch's pass), each batch also gets RandAugment after the SimCLR view at its items'
+strengths; the strengths are read when the epoch's pass starts and travel with the batch keys, so worker
+processes never use stale ones.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from data.datasets import ArrayImageDataset
 from data.gpu_aug import AugConfig, two_views
 from data.ood import IdOodDataset
+from data.randaug import RandAugConfig
 from data.sampler import EpochSampler, SeededViews
 
 
@@ -45,10 +51,11 @@ class DeviceBatches:
     each other (the augmentation of a batch of 256 took 3.7 s with 2 threads, 0.3 s with 1, under load) and
     the model's step left no time for them in between. Their views come back as uint8 (whole levels:
     exact, a quarter of the bytes); views depend on (seed, epoch, step) only, so the workers change nothing.
+    ``randaug``: RandAugment at the strengths set on the sampler (none while they are unset).
     """
 
     def __init__(self, data: IdOodDataset, id_images: torch.Tensor, sampler: EpochSampler, config: AugConfig,
-                 seed: int, device: torch.device, num_workers: int = 0):
+                 seed: int, device: torch.device, num_workers: int = 0, randaug: RandAugConfig | None = None):
         self.sampler, self.config, self.seed, self.device = sampler, config, seed, device
         self.n_id = data.n_id
         self.ood_indices = torch.as_tensor(np.array(data.ood_indices), dtype=torch.int64)
@@ -59,7 +66,8 @@ class DeviceBatches:
         self.images = images
         self.keys = _Keys()
         # no reference back to self: the workers end with this object, not at the next garbage collection
-        self.step_views = _StepViews(images, config, seed, sampler.rank, sampler.world_size, sampler.batches_per_epoch)
+        self.step_views = _StepViews(images, config, seed, sampler.rank, sampler.world_size,
+                                     sampler.batches_per_epoch, randaug)
         self.loader = None
         if device.type == "cpu" and num_workers > 0:
             self.loader = DataLoader(self.step_views, batch_size=None, sampler=self.keys, num_workers=num_workers,
@@ -75,7 +83,9 @@ class DeviceBatches:
         source = torch.where(is_ood, self.ood_indices[(order - self.n_id).clamp(min=0)] if len(self.ood_indices)
                              else order, order)
         gather = order.to(self.device)
-        self.keys.keys = [(self.sampler.epoch, step, gather[step * b:(step + 1) * b].clone())
+        strengths = self.sampler.epoch_strengths()
+        self.keys.keys = [(self.sampler.epoch, step, gather[step * b:(step + 1) * b].clone(),
+                           None if strengths is None else strengths[step * b:(step + 1) * b].clone())
                           for step in range(len(self))]
         made = iter(self.loader) if self.loader is not None else map(self.step_views.views, self.keys.keys)
         for step, views in enumerate(made):
@@ -84,7 +94,7 @@ class DeviceBatches:
 
 
 class _Keys(Sampler):
-    """The (epoch, step, gather) keys of the current epoch; set by ``DeviceBatches`` before each pass, so
+    """The (epoch, step, gather, strengths) keys of the current epoch; set by ``DeviceBatches`` before each pass, so
     persistent workers serve every epoch."""
 
     def __init__(self):
@@ -98,19 +108,21 @@ class _Keys(Sampler):
 
 
 class _StepViews(Dataset):
-    """key (epoch, step, gather) -> both views (b, 2, 3, size, size) of the images at ``gather``: float levels
-    in the training process (``views``), uint8 from a worker process (``__getitem__``)."""
+    """key (epoch, step, gather, strengths) -> both views (b, 2, 3, size, size) of the images at ``gather``
+    (RandAugment at ``strengths`` unless None): float levels in the training process (``views``), uint8 from
+    a worker process (``__getitem__``)."""
 
-    def __init__(self, images, config, seed, rank, world_size, steps):
+    def __init__(self, images, config, seed, rank, world_size, steps, randaug=None):
         self.images, self.config, self.seed = images, config, seed
-        self.rank, self.world_size, self.steps = rank, world_size, steps
+        self.rank, self.world_size, self.steps, self.randaug = rank, world_size, steps, randaug
 
     def __len__(self) -> int:
         return self.steps
 
     def views(self, key) -> torch.Tensor:
-        epoch, step, gather = key
-        return two_views(self.images[gather], self.config, self.seed, epoch, step, self.rank, self.world_size)
+        epoch, step, gather, strengths = key
+        return two_views(self.images[gather], self.config, self.seed, epoch, step, self.rank, self.world_size,
+                         strengths=strengths, randaug=self.randaug)
 
     def __getitem__(self, key) -> torch.Tensor:
         return self.views(key).to(torch.uint8)
@@ -118,20 +130,39 @@ class _StepViews(Dataset):
 
 class CroppedViewBatches:
     """File-list datasets: workers decode and crop both views (per-image seeds, as the per-image path);
-    flip, jitter, grayscale and blur are batched on the device."""
+    flip, jitter, grayscale and blur are batched on the device, then RandAugment (``randaug``, at the
+    strengths set on the sampler) after the whole SimCLR view."""
 
     def __init__(self, data, crop_views, sampler: EpochSampler, config: AugConfig, seed: int,
-                 device: torch.device, num_workers: int):
-        self.sampler, self.config, self.seed, self.device = sampler, config, seed, device
+                 device: torch.device, num_workers: int, randaug: RandAugConfig | None = None):
+        self.sampler, self.config, self.seed, self.device, self.randaug = sampler, config, seed, device, randaug
         self.loader = DataLoader(SeededViews(data, crop_views), batch_size=sampler.local_batch_size,
-                                 sampler=sampler, num_workers=num_workers, pin_memory=device.type == "cuda",
-                                 drop_last=True, persistent_workers=num_workers > 0)
+                                 sampler=_CropKeys(sampler), num_workers=num_workers,
+                                 pin_memory=device.type == "cuda", drop_last=True,
+                                 persistent_workers=num_workers > 0)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
+        strengths = self.sampler.epoch_strengths()  # read as the pass starts, like the sampler's order
+        b = self.sampler.local_batch_size
         for step, (crops, labels, index, is_ood) in enumerate(self.loader):
             views = two_views(crops.to(self.device, non_blocking=True), self.config, self.seed,
-                              self.sampler.epoch, step, self.sampler.rank, self.sampler.world_size, crop=False)
+                              self.sampler.epoch, step, self.sampler.rank, self.sampler.world_size, crop=False,
+                              strengths=None if strengths is None else strengths[step * b:(step + 1) * b],
+                              randaug=self.randaug)
             yield views, labels, index, is_ood
+
+
+class _CropKeys(Sampler):
+    """The sampler's (index, seed) keys without strengths: the workers only crop, RandAugment runs batched."""
+
+    def __init__(self, sampler: EpochSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        return (key[:2] for key in self.sampler)

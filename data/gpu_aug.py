@@ -28,6 +28,10 @@ rounding, so the two paths agree to within one grey level per op (tests/test_gpu
 Parameters are drawn on the CPU from an explicit ``torch.Generator`` (the same numbers on every device).
 ``batch_generator(seed, epoch, step)`` seeds one per global batch; the parameters of the whole global batch
 are drawn and each rank takes its slice, so N processes see the augmentation of one.
+
+BCL's RandAugment (``data.randaug``) runs after the whole SimCLR view when ``two_views`` gets per-item
+strengths; its parameters come from the same generator after all SimCLR parameters, so views without
+strengths are exactly those of the SimCLR view alone.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+
+from data.randaug import RandAugConfig, randaugment, sample_two_view_params
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
@@ -309,15 +315,30 @@ def augment(images: torch.Tensor, params: AugParams, config: AugConfig, crop: bo
 
 
 def two_views(images: torch.Tensor, config: AugConfig, seed: int, epoch: int, step: int,
-              rank: int = 0, world_size: int = 1, crop: bool = True) -> torch.Tensor:
+              rank: int = 0, world_size: int = 1, crop: bool = True, strengths: torch.Tensor | None = None,
+              randaug: RandAugConfig | None = None) -> torch.Tensor:
     """Two augmented views (b, 2, 3, size, size), float in [0, 255], of this rank's b images of global batch
     ``step``: parameters are drawn for all world_size x b images (view 1 of every image, then view 2) and
-    this rank takes its slice. ``crop`` False: ``images`` is (b, 2, 3, size, size), views cropped already."""
+    this rank takes its slice. ``crop`` False: ``images`` is (b, 2, 3, size, size), views cropped already.
+
+    ``strengths`` (b,) in [0, 1], this rank's items' (BCL): ``randaug`` RandAugment after the whole SimCLR
+    view (blur included), its parameters drawn for the whole global batch after all SimCLR parameters (their
+    number does not depend on the strengths, so the other ranks' strengths are not needed)."""
     b = images.shape[0]
     n = b * world_size
     hw = images.shape[-2:]
-    params = sample_params(2 * n, hw[0], hw[1], config, batch_generator(seed, epoch, step), crop=crop)
+    g = batch_generator(seed, epoch, step)
+    params = sample_params(2 * n, hw[0], hw[1], config, g, crop=crop)
     mine = torch.cat([torch.arange(rank * b, (rank + 1) * b), n + torch.arange(rank * b, (rank + 1) * b)])
     src = torch.cat([images, images]) if crop else torch.cat([images[:, 0], images[:, 1]])
     out = augment(src, params[mine], config, crop=crop)
+    if strengths is not None:
+        if randaug is None:
+            raise ValueError("RandAugment strengths were given without a RandAugConfig")
+        strengths = torch.as_tensor(strengths).detach().to("cpu", torch.float64).reshape(-1)
+        if len(strengths) != b:
+            raise ValueError(f"got {len(strengths)} RandAugment strengths for {b} images")
+        everyone = torch.zeros(n, dtype=torch.float64)  # other ranks' rows are drawn, then dropped
+        everyone[rank * b:(rank + 1) * b] = strengths
+        out = randaugment(out, sample_two_view_params(everyone, randaug, g)[mine])
     return torch.stack([out[:b], out[b:]], dim=1)

@@ -6,7 +6,8 @@ from torch.utils.data import Dataset, Sampler
 
 
 class EpochSampler(Sampler):
-    """Yields ``(index, item_seed)`` pairs for this rank, one global batch at a time.
+    """Yields ``(index, item_seed)`` pairs for this rank, one global batch at a time; ``(index, item_seed,
+    strength)`` once per-item RandAugment strengths are set (``set_strengths``, BCL).
 
     Epoch e shuffles all N items with a generator seeded by (seed, e) and drops the last incomplete global
     batch. Rank r takes items [r*b, (r+1)*b) of every global batch of size B = world_size * b, so the
@@ -24,9 +25,25 @@ class EpochSampler(Sampler):
         self.world_size, self.rank, self.seed = world_size, rank, seed
         self.local_batch_size = global_batch_size // world_size
         self.epoch = 0
+        self.strengths = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def set_strengths(self, strengths) -> None:
+        """Per-item RandAugment strengths w in [0, 1] (BCL), one per item of the dataset this sampler orders
+        (an ``IdOodDataset``: the ID items, then the chosen OOD items), for the passes from now on; None: no
+        RandAugment. Call it in the main process before each epoch's pass: the strengths travel inside the
+        keys, so persistent workers never see stale ones."""
+        if strengths is None:
+            self.strengths = None
+            return
+        s = torch.as_tensor(strengths).detach().to("cpu", torch.float32).reshape(-1)
+        if len(s) != self.size:
+            raise ValueError(f"got {len(s)} RandAugment strengths for {self.size} items")
+        if not bool(((s >= 0) & (s <= 1)).all()):
+            raise ValueError("RandAugment strengths must lie in [0, 1]")
+        self.strengths = s.clone()
 
     @property
     def batches_per_epoch(self) -> int:
@@ -45,14 +62,23 @@ class EpochSampler(Sampler):
         mine = lambda t: t[:used].view(shape)[:, self.rank].reshape(-1)
         return mine(order), mine(seeds)
 
+    def epoch_strengths(self) -> torch.Tensor | None:
+        """This rank's items' strengths for the current epoch, in the order they are yielded (None if unset)."""
+        if self.strengths is None:
+            return None
+        return self.strengths[self.epoch_order()[0]]
+
     def __iter__(self):
         order, seeds = self.epoch_order()
-        return iter(zip(order.tolist(), seeds.tolist()))
+        if self.strengths is None:
+            return iter(zip(order.tolist(), seeds.tolist()))
+        return iter(zip(order.tolist(), seeds.tolist(), self.strengths[order].tolist()))
 
 
 class SeededViews(Dataset):
     """Wraps a dataset of ``(uint8 image, *fields)`` items: key ``(index, seed)`` -> ``(views, *fields)``,
-    the views made by ``view_transform`` under ``torch.manual_seed(seed)``."""
+    the views made by ``view_transform(image)`` under ``torch.manual_seed(seed)``; key ``(index, seed,
+    strength)`` -> ``view_transform(image, strength)`` (RandAugment at that strength, ``data.views.TwoViews``)."""
 
     def __init__(self, base: Dataset, view_transform):
         self.base, self.view_transform = base, view_transform
@@ -61,7 +87,7 @@ class SeededViews(Dataset):
         return len(self.base)
 
     def __getitem__(self, key):
-        index, seed = key
+        index, seed, *strength = key
         image, *fields = self.base[index]
         torch.manual_seed(seed)
-        return (self.view_transform(image), *fields)
+        return (self.view_transform(image, *strength), *fields)

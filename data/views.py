@@ -10,6 +10,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
+from data.randaug import RandAugConfig, randaugment_image, sample_two_view_params
+
 # Input resolution and the kind of augmentation each dataset uses.
 IMAGE_KIND = {"synthetic": "cifar", "cifar10": "cifar", "cifar100": "cifar",
               "imagenet100": "imagenet", "places": "imagenet"}
@@ -48,10 +50,21 @@ def eval_transform(kind: str):
 
 
 class TwoViews:
-    """Apply one random augmentation twice to the same image; returns a (2, C, H, W) uint8 tensor."""
+    """Apply one random augmentation twice to the same image; returns a (2, C, H, W) uint8 tensor.
 
-    def __init__(self, augmentation):
-        self.augmentation = augmentation
+    With ``randaug`` (BCL), a call with a strength w adds RandAugment after each whole view (blur included
+    for ImageNet-size views): both SimCLR views are made first, as without a strength, then the two views'
+    RandAugment parameters are drawn from the same (seeded) default generator, so w = 0 gives exactly the
+    views of a call without a strength."""
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.augmentation(image), self.augmentation(image)])
+    def __init__(self, augmentation, randaug: RandAugConfig | None = None):
+        self.augmentation, self.randaug = augmentation, randaug
+
+    def __call__(self, image: torch.Tensor, strength: float | None = None) -> torch.Tensor:
+        views = [self.augmentation(image), self.augmentation(image)]
+        if strength is not None:
+            if self.randaug is None:
+                raise ValueError("a RandAugment strength was given to views made without a RandAugConfig")
+            params = sample_two_view_params(torch.tensor([strength], dtype=torch.float64), self.randaug, None)
+            views = [randaugment_image(view, params[k]) for k, view in enumerate(views)]
+        return torch.stack(views)

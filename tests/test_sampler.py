@@ -34,3 +34,30 @@ def test_clear_errors():
         EpochSampler(100, 10, world_size=3)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         EpochSampler(5, 10)
+
+
+def test_strengths_travel_in_the_keys_and_follow_the_order():
+    s = EpochSampler(20, 4, world_size=2, rank=1, seed=5)
+    s.set_epoch(3)
+    plain = list(s)
+    strengths = torch.linspace(0, 1, 20)
+    s.set_strengths(strengths)
+    keys = list(s)
+    assert [k[:2] for k in keys] == plain  # the same order and seeds as without strengths
+    assert all(strength == strengths[index].item() for index, _, strength in keys)
+    order, _ = s.epoch_order()
+    assert torch.equal(s.epoch_strengths(), strengths[order])
+    strengths[:] = 0  # the sampler keeps its own copy
+    assert list(s) == keys
+    s.set_strengths(None)
+    assert list(s) == plain and s.epoch_strengths() is None
+
+
+def test_bad_strengths_are_refused():
+    s = EpochSampler(10, 5)
+    with pytest.raises(ValueError, match="9 RandAugment strengths for 10 items"):
+        s.set_strengths(torch.zeros(9))
+    for bad in (torch.full((10,), 1.5), torch.full((10,), float("nan"))):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            s.set_strengths(bad)
+    assert s.strengths is None
