@@ -369,7 +369,7 @@ def train(args, info, logger, run_dir, method, data, state, path):
     for epoch in range(start_epoch, args.epochs + 1):
         for hook in hooks:
             hook.epoch_start(epoch, loop)  # a COLT round may change the training set
-        method.epoch_start(epoch)  # SDCLR: masks from the current weights
+        logger.scalars(method.epoch_start(epoch), epoch, prefix="method/")  # SDCLR: masks from the weights
         strengths = [s for s in (h.item_strengths(len(data.train)) for h in hooks) if s is not None]
         loader = batches.epoch(epoch, strengths[0] if strengths else None)  # BCL's, with the batch keys
         stats = train_one_epoch(runner, method, hooks, loader, optimizer, scheduler, epoch, args, info, logger)

@@ -91,12 +91,13 @@ class TrainingBatches:
         self.sampler = EpochSampler(len(self.data.train), self.batch_size, self.world_size, self.rank, seed=self.seed)
         if self.id_on_device is not None:
             self.loader = DeviceBatches(self.data.train, self.id_on_device, self.sampler, self.config, self.seed,
-                                        self.device, self.num_workers)
+                                        self.device, self.num_workers, randaug=self.randaug)
         elif self.batched:
             self.loader = CroppedViewBatches(self.data.train, TwoViews(simclr_crop(self.data.kind)), self.sampler,
-                                             self.config, self.seed, self.device, self.num_workers)
+                                             self.config, self.seed, self.device, self.num_workers,
+                                             randaug=self.randaug)
         else:
-            views = TwoViews(simclr_augmentation(self.data.kind))
+            views = TwoViews(simclr_augmentation(self.data.kind), self.randaug)
             self.loader = DataLoader(SeededViews(self.data.train, views), batch_size=self.sampler.local_batch_size,
                                      sampler=self.sampler, num_workers=self.num_workers,
                                      pin_memory=self.device.type == "cuda", drop_last=True,
@@ -107,7 +108,9 @@ class TrainingBatches:
         return self.sampler.batches_per_epoch
 
     def epoch(self, epoch: int, strengths: torch.Tensor | None = None):
-        """The batches of ``epoch``; ``strengths`` (one per training item, BCL) ride with the batch keys, so
-        persistent workers always see the current epoch's."""
+        """The batches of ``epoch``; ``strengths`` (one per training item in ``data.train``'s order, BCL) ride
+        with the batch keys, so persistent workers always see the current epoch's."""
         self.sampler.set_epoch(epoch)
+        if self.randaug is not None:
+            self.sampler.set_strengths(strengths)
         return self.loader

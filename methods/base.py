@@ -94,8 +94,9 @@ class Method(nn.Module):
         per_view = view_losses(logits, positive)
         return StepOutput(per_view.mean(), torch.cat([z1, z2]), logits, image_losses(per_view.detach()), batch)
 
-    def epoch_start(self, epoch: int) -> None:
-        """Called before each epoch's first step (SDCLR re-prunes here)."""
+    def epoch_start(self, epoch: int) -> dict:
+        """Called before each epoch's first step (SDCLR re-prunes here); returns scalars to log."""
+        return {}
 
     def eval_network(self) -> nn.Module:
         """The network embedding passes, probes and MAK inference use."""

@@ -23,5 +23,6 @@ class SDCLR(Method):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.network(x1, x_pruned=x2)
 
-    def epoch_start(self, epoch: int) -> None:
-        self.network.update_masks(self.prune_percent)
+    def epoch_start(self, epoch: int) -> dict:
+        threshold = self.network.update_masks(self.prune_percent)
+        return {"prune_threshold": threshold, "density": self.network.density()}

@@ -77,7 +77,7 @@ def test_state_round_trip():
     other.load_state_dict(bcl.state_dict())
     assert torch.equal(other.strengths, bcl.strengths) and other.momentum.beta == 0.8
     assert torch.equal(other.momentum.values.nan_to_num(-1), bcl.momentum.values.nan_to_num(-1))
-    with pytest.raises(ValueError, match="for 4 images"):
+    with pytest.raises(ValueError, match="is for 4"):
         BCL(5).load_state_dict(bcl.state_dict())
 
 
