@@ -32,10 +32,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.build import DATASETS, build_test_set, build_train_set, canonical_dataset, class_names
+from data import registry
+from data.build import DATASETS, build_test_set, build_train_set, class_names
 from data.sampler import EpochSampler, SeededViews
 from data.datasets import ImageDecodeError, decode_error_message, image_size
-from data.ood import IdOodDataset, build_additional_set, build_ood_pool, default_sample_set
+from data.ood import IdOodDataset, build_additional_set, build_ood_pool
 from data.device_loader import CroppedViewBatches, DeviceBatches, array_images, is_array_dataset
 from data.gpu_aug import aug_config
 from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, simclr_crop
@@ -55,12 +56,6 @@ from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
 from utils.schedule import build_scheduler
 
-# The papers' settings per dataset; a flag left unset takes these.
-PAPER_DEFAULTS = {
-    "cifar": dict(epochs=2000, batch_size=512, lr=0.5, model="res18", budget=10000, sup_weight=0.2),
-    "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01),
-}
-SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2)
 # Flags that --resume accepts with another value than the run's: none of them changes the weights, the
 # data order or the OOD selection. Every other saved setting must match (--epochs: see --extend_epochs).
 # Paths (--data, --ood_data, --ood_root) may change because data move; their content must not.
@@ -197,16 +192,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     try:
-        args.dataset = canonical_dataset(args.dataset)
+        args.dataset = registry.canonical_dataset(args.dataset)
     except ValueError as e:
         parser.error(str(e))
-    kind = IMAGE_KIND[args.dataset]
-    defaults = SYNTHETIC_DEFAULTS if args.dataset == "synthetic" else PAPER_DEFAULTS[kind]
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
+    # the papers' settings (data/registry.py) for every flag left unset; --temperature has its own default
+    for name, value in registry.paper_defaults(args.dataset, "simclr").items():
+        if getattr(args, name, 0) is None:
             setattr(args, name, value)
     if args.sample_set is None:
-        args.sample_set = default_sample_set(args.dataset)
+        args.sample_set = registry.default_sample_set(args.dataset)
     for name in ("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq", "budget",
                  "sample_interval", "k_largest_logits", "k_means_clusters", "ood_knn", "embed_batch_size"):
         if getattr(args, name) <= 0:
