@@ -92,8 +92,8 @@ def test_the_readme_commands_agree_with_each_other():
     assert flag(sampling, "--no_aug_training_dataset_inference_exp") == outputs["train"]
     assert flag(sampling, "--aug_sampling_dataset_inference_exp") == outputs["aug"]
     for name, value in [("--sampling_num", "10000"), ("--loss_weight", "0.5"), ("--core_sample_ratio", "1.5"),
-                        ("--K_means_num", "10"), ("--loss_repeat_time", "10"), ("--seed", "10"),
-                        ("--sampling_method", "mak"), ("--loss_txt_name", SPLIT)]:
+                        ("--K_means_num", "10"), ("--loss_repeat_time", "10"), ("--seed", "0"),
+                        ("--sampling_method", "mak"), ("--loss_txt_name", SPLIT)]:  # seed: the release's k-means 0
         assert flag(sampling, name) == value, name
     written = f"{flag(sampling, '--split_save_dir')}/{flag(sampling, '--loss_txt_name')}.txt"
 
