@@ -26,8 +26,7 @@ def resolve_split(split: str | None, dataset: str) -> Path | None:
     found = registry.find_split(folder, path.name, dataset)
     if found is not None:
         return found
-    hint = (f" (make CIFAR splits with: python splits/make_splits.py --dataset {dataset} --data ROOT "
-            f"--out {folder})") if bare else ""
+    hint = f" ({registry.make_splits_hint(dataset, path.name, 'ROOT', str(folder))})" if bare else ""
     searched = ", ".join(str(folder / sub) for sub in registry.dataset(dataset).published_subfolders)
     raise FileNotFoundError(f"split {split!r} not found: it is not a file, nor in {folder}"
                             f"{' or ' + searched if searched else ''}{hint}")

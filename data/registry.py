@@ -349,7 +349,7 @@ def make_splits_hint(name_of_dataset: str, split: str, data: str, split_dir: str
         full = Path(split_dir) / split_file_name(entry.splits.full, entry.name)
         return (f"make it with: python splits/make_splits.py --dataset {entry.name} --train_list {full} "
                 f"--out {split_dir}")
-    return "a split file of the releases; see splits/README.md"
+    return "see splits/README.md for the split files"
 
 
 # ------------------------------------------------------------------------------- the datasets themselves

@@ -164,9 +164,59 @@ def split_path(split: str, split_dir: str, dataset: str, env: Env) -> str:
     return str(found) if found else os.path.join(split_dir, registry.split_file_name(split, dataset))
 
 
-def split_need(path: str, what: str, split: str, dataset: str, data: str, split_dir: str) -> Need:
-    return Need(path, what, "split", f"split file {path} not found "
-                                     f"({registry.make_splits_hint(dataset, split, data, split_dir)})")
+@dataclass(frozen=True)
+class Where:
+    """A launcher's folders, absolute: the data, the split files and the runs (defaults: splits/<dataset> and
+    checkpoints/<dataset> of the checkout)."""
+    entry: registry.DatasetEntry
+    env: Env
+    data: str
+    split_dir: str
+    runs: str
+
+    @classmethod
+    def of(cls, entry: registry.DatasetEntry, o: dict, env: Env) -> "Where":
+        return cls(entry, env, env.path(o["data"]),
+                   env.path(o["split_dir"] or str(registry.REPO_ROOT / "splits" / entry.name)),
+                   env.path(o["runs_dir"] or str(registry.REPO_ROOT / "checkpoints" / entry.name)))
+
+    def split(self, flag: str, split: str) -> tuple[list[str], list[Need]]:
+        """``[flag, path]`` of a split of the dataset, and the need of its file (with how to make it)."""
+        path = split_path(split, self.split_dir, self.entry.name, self.env)
+        hint = registry.make_splits_hint(self.entry.name, split, self.data, self.split_dir)
+        return [flag, path], [Need(path, flag, "split", f"split file {path} not found ({hint})")]
+
+
+def runs_pretraining(o: dict) -> bool:
+    return not (o["only_finetuning"] or o["few_shot_only"] or o["test_only"])
+
+
+def probe_steps(where: Where, o: dict, name: str, label: str, few: str, few_lr: str | None = None) -> list[Step]:
+    """The full-shot and few-shot probes of run ``name``, labelled ``label`` in the report (plain python: a probe
+    is one process)."""
+    env, splits = where.env, where.entry.splits
+    checkpoint = f"{where.runs}/{name}/model.pt"
+    val, val_needs = where.split("--valSplit", splits.val)
+    probe = ["--checkpoint", checkpoint, "--dataset", where.entry.name, "--data", where.data, *val, "--save-dir",
+             f"{where.runs}/probes", "--method", label, "--num_workers", o["workers"]]
+    needs = [Need(checkpoint, "--checkpoint"), Need(where.data, "--data"), *val_needs]
+    if splits.test:
+        test, test_needs = where.split("--testSplit", splits.test)
+        probe += test
+        needs += test_needs
+    if o["cached_features"]:
+        probe.append("--cached_features")
+    if o["test_only"]:
+        probe.append("--test_only")
+    steps = []
+    if not o["few_shot_only"]:
+        full, full_needs = where.split("--trainSplit", splits.full)
+        steps.append(Step([env.python, "train_linear.py", f"{name}_full", *probe, *full, "--epochs",
+                           o["probe_epochs"]], needs + full_needs))
+    few_split, few_needs = where.split("--trainSplit", few)
+    steps.append(Step([env.python, "train_fewshot.py", f"{name}_few", *probe, *few_split, "--epochs",
+                       o["fewshot_epochs"], *(["--lr", few_lr] if few_lr else [])], needs + few_needs))
+    return steps
 
 
 def as_str(values: dict) -> dict:
@@ -257,9 +307,8 @@ def per_dataset_plan(entry: registry.DatasetEntry, given: dict, env: Env) -> Pla
                 raise UsageError(f"--{dest} is a BCL setting: add --bcl True")
     dataset = entry.name
     label = o["save_dir"] or names.method_label(o["prune"], o["bcl"], o["colt"])
-    data = env.path(o["data"])
-    split_dir = env.path(o["split_dir"] or str(registry.REPO_ROOT / "splits" / dataset))
-    runs = env.path(o["runs_dir"] or str(registry.REPO_ROOT / "checkpoints" / dataset))
+    where = Where.of(entry, o, env)
+    data, runs = where.data, where.runs
     ood = o["ood_data"] or env.environ.get("OOD_DATA") or ""
     if not ood and entry.default_pool_file:
         ood = os.path.join(o["data"], entry.default_pool_file)
@@ -271,13 +320,7 @@ def per_dataset_plan(entry: registry.DatasetEntry, given: dict, env: Env) -> Pla
         raise UsageError(f"--split {split}: its few-shot split cannot be derived (its name has no {markers}); "
                          f"name it with --few_shot_split")
     name = names.launcher_run_name(label, split)
-    run_dir = f"{runs}/{name}"
-
-    def split_arg(flag: str, split_name: str) -> tuple[list[str], list[Need]]:
-        path = split_path(split_name, split_dir, dataset, env)
-        return [flag, path], [split_need(path, flag, split_name, dataset, data, split_dir)]
-
-    train_split, train_needs = split_arg("--trainSplit", split)
+    train_split, train_needs = where.split("--trainSplit", split)
     train = ["train_simclr.py", name, "--dataset", dataset, "--data", data, *train_split, "--save-dir", runs,
              "--model", str(registry.paper_defaults(dataset)["model"]), "--width", o["width"], "--epochs", o["epochs"],
              "--batch_size", o["batch_size"], "--lr", o["lr"], "--temperature", o["temp"], "--num_workers", o["workers"]]
@@ -319,35 +362,14 @@ def per_dataset_plan(entry: registry.DatasetEntry, given: dict, env: Env) -> Pla
     if o["resume"]:
         train.append("--resume")
 
-    checkpoint = f"{run_dir}/model.pt"
     steps = []
-    if not (o["only_finetuning"] or o["few_shot_only"] or o["test_only"]):
+    if runs_pretraining(o):
         prefix = launch_prefix(o, env)
         if len(prefix) > 1:  # check every input in one plain process first: bad input is not buried under
             steps.append(Step([env.python, *train, "--check_only"], needs))  # torchrun's ChildFailedError report
-        steps.append(Step([*prefix, *train], needs, makes=[checkpoint]))
-
-    val_split, val_needs = split_arg("--valSplit", entry.splits.val)
-    probe = ["--checkpoint", checkpoint, "--dataset", dataset, "--data", data, *val_split, "--save-dir",
-             f"{runs}/probes", "--method", label, "--num_workers", o["workers"]]
-    probe_needs = [Need(checkpoint, "--checkpoint"), Need(data, "--data"), *val_needs]
-    if entry.splits.test:
-        test_split, test_needs = split_arg("--testSplit", entry.splits.test)
-        probe += test_split
-        probe_needs += test_needs
-    if o["cached_features"]:
-        probe.append("--cached_features")
-    if o["test_only"]:
-        probe.append("--test_only")
-    if not o["few_shot_only"]:
-        full_split, full_needs = split_arg("--trainSplit", entry.splits.full)
-        steps.append(Step([env.python, "train_linear.py", f"{name}_full", *probe, *full_split, "--epochs",
-                           o["probe_epochs"]], probe_needs + full_needs))
-    few_split, few_needs = split_arg("--trainSplit", few)
-    few_lr = ["--lr", o["few_shot_lr"]] if o["few_shot_lr"] else []
-    steps.append(Step([env.python, "train_fewshot.py", f"{name}_few", *probe, *few_split, "--epochs",
-                       o["fewshot_epochs"], *few_lr], probe_needs + few_needs))
-    return Plan(steps, run_dir)
+        steps.append(Step([*prefix, *train], needs, makes=[f"{runs}/{name}/model.pt"]))
+    steps += probe_steps(where, o, name, label, few, o["few_shot_lr"])
+    return Plan(steps, f"{runs}/{name}")
 
 
 # ------------------------------------------------------------------------------------------ MAK launchers
@@ -441,9 +463,7 @@ def add_data_plan(script_entry: registry.DatasetEntry, given: dict, env: Env) ->
         raise UsageError(f"--dataset {given['dataset']}: re-train CIFAR with cifar-10-LT_extra.sh / "
                          f"cifar-100-LT_extra.sh --additional_dataset ...")
     o = as_str(with_defaults(add_data_flags(), given, Context(entry, env)))
-    data = env.path(o["data"])
-    split_dir = env.path(o["split_dir"] or str(registry.REPO_ROOT / "splits" / entry.name))
-    runs = env.path(o["runs_dir"] or str(registry.REPO_ROOT / "checkpoints" / entry.name))
+    where = Where.of(entry, o, env)
     method = o["method"]
     name = pretrain_run_name(entry, o)
     extra, needs = [], []
@@ -466,43 +486,21 @@ def add_data_plan(script_entry: registry.DatasetEntry, given: dict, env: Env) ->
                           f"no chosen items at {chosen} (make them with: {SCRIPTS}/sampling.sh --pretrain_seed "
                           f"{o['seed']} ...; it writes MAK/<name> under --pool_split_dir)"))
     method = method or names.method_label()
-    run_dir = f"{runs}/{name}"
-
-    def split_arg(flag: str, split_name: str) -> tuple[list[str], list[Need]]:
-        path = split_path(split_name, split_dir, entry.name, env)
-        return [flag, path], [split_need(path, flag, split_name, entry.name, data, split_dir)]
-
-    train_split, train_needs = split_arg("--trainSplit", o["split"])
-    train = [*launch_prefix(o, env), "train_simclr.py", name, "--dataset", entry.name, "--data", data, *train_split,
-             "--save-dir", runs, "--model", o["model"], "--width", o["width"], "--epochs", o["epochs"], "--batch_size",
-             o["batch_size"], "--output_ch", "128", "--lr", "0.5", "--temperature", "0.2", "--optimizer", "sgd",
-             "--num_workers", o["workers"], "--seed", o["seed"], *extra]
+    train_split, train_needs = where.split("--trainSplit", o["split"])
+    train = [*launch_prefix(o, env), "train_simclr.py", name, "--dataset", entry.name, "--data", where.data,
+             *train_split, "--save-dir", where.runs, "--model", o["model"], "--width", o["width"], "--epochs", o["epochs"],
+             "--batch_size", o["batch_size"], "--output_ch", "128", "--lr", "0.5", "--temperature", "0.2",
+             "--optimizer", "sgd", "--num_workers", o["workers"], "--seed", o["seed"], *extra]
     if int(o["max_steps_per_epoch"]):
         train += ["--max_steps_per_epoch", o["max_steps_per_epoch"]]
     if o["resume"]:
         train.append("--resume")
-    checkpoint = f"{run_dir}/model.pt"
     steps = []
-    if not (o["only_finetuning"] or o["few_shot_only"] or o["test_only"]):
-        steps.append(Step(train, [*needs, Need(data, "--data"), *train_needs], makes=[checkpoint]))
-    splits = entry.splits
-    val, val_needs = split_arg("--valSplit", splits.val)
-    test, test_needs = split_arg("--testSplit", splits.test)
-    probe = ["--checkpoint", checkpoint, "--dataset", entry.name, "--data", data, *val, *test, "--save-dir",
-             f"{runs}/probes", "--method", method, "--num_workers", o["workers"]]
-    probe_needs = [Need(checkpoint, "--checkpoint"), Need(data, "--data"), *val_needs, *test_needs]
-    if o["cached_features"]:
-        probe.append("--cached_features")
-    if o["test_only"]:
-        probe.append("--test_only")
-    if not o["few_shot_only"]:
-        full, full_needs = split_arg("--trainSplit", splits.full)
-        steps.append(Step([env.python, "train_linear.py", f"{name}_full", *probe, *full, "--epochs",
-                           o["probe_epochs"]], probe_needs + full_needs))
-    few, few_needs = split_arg("--trainSplit", splits.few)
-    steps.append(Step([env.python, "train_fewshot.py", f"{name}_few", *probe, *few, "--epochs", o["fewshot_epochs"]],
-                      probe_needs + few_needs))
-    return Plan(steps, run_dir)
+    if runs_pretraining(o):
+        steps.append(Step(train, [*needs, Need(where.data, "--data"), *train_needs],
+                          makes=[f"{where.runs}/{name}/model.pt"]))
+    steps += probe_steps(where, o, name, method, entry.splits.few)
+    return Plan(steps, f"{where.runs}/{name}")
 
 
 # inference and sampling: MAK steps 2 and 3 ------------------------------------------------------------------
@@ -534,17 +532,25 @@ class PretrainRun:
     entry: registry.DatasetEntry
     o: dict
     name: str
-    data: str
-    split_dir: str
-    runs: str
+    where: Where
+
+    @property
+    def data(self) -> str:
+        return self.where.data
+
+    @property
+    def split_dir(self) -> str:
+        return self.where.split_dir
+
+    @property
+    def runs(self) -> str:
+        return self.where.runs
 
 
 def pretrain_run(given: dict, script_entry: registry.DatasetEntry, flags: list[Flag], env: Env) -> PretrainRun:
     entry = mak_dataset(given.get("pretrain_dataset", script_entry.mak.release_name))
     o = as_str(with_defaults(flags, given, Context(entry, env)))
-    return PretrainRun(entry, o, o["pretrain_name"] or pretrain_run_name(entry, o), env.path(o["data"]),
-                       env.path(o["split_dir"] or str(registry.REPO_ROOT / "splits" / entry.name)),
-                       env.path(o["runs_dir"] or str(registry.REPO_ROOT / "checkpoints" / entry.name)))
+    return PretrainRun(entry, o, o["pretrain_name"] or pretrain_run_name(entry, o), Where.of(entry, o, env))
 
 
 def default_pool_split(run: PretrainRun, pool: registry.PoolEntry, split: str | None) -> str | None:
@@ -587,8 +593,8 @@ def inference_plan(script_entry: registry.DatasetEntry, given: dict, env: Env) -
     id_entry = registry.find_dataset(dataset)
     if id_entry is not None:
         split = split or o["split"]
-        path = split_path(split, run.split_dir, id_entry.name, env)
-        needs.append(split_need(path, "--inference_dataset_split", split, id_entry.name, run.data, run.split_dir))
+        (_, path), needs = Where(id_entry, env, run.data, run.split_dir, run.runs).split("--inference_dataset_split",
+                                                                                        split)
     else:
         pool = pool_of(dataset)
         split = default_pool_split(run, pool, split)
