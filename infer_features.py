@@ -97,11 +97,11 @@ def item_seed(seed: int, repeat: int, index: int) -> int:
     return ((seed * 1_000_003 + repeat) * 1_000_000_007 + index) % (2**63 - 1)
 
 
-def array_batches(dataset, start: int, stop: int, repeat: int, chunk: int, args, device, kind: str):
+def array_batches(dataset, start: int, stop: int, repeat: int, chunk: int, args, device, kind: str | None = None):
     """32x32 array data (CIFAR, the 300K pool, the embedded data): the chunk is sliced straight from the
-    (memory-mapped) array; augmented passes run the batched augmentation of the image kind on ``device``, its
-    per-image parameters drawn for the whole chunk from (--seed, pass, chunk), so batches and processes do not
-    matter."""
+    (memory-mapped) array; augmented passes run the batched augmentation of image kind ``kind`` (its registry
+    config) on ``device``, its per-image parameters drawn for the whole chunk from (--seed, pass, chunk), so
+    batches and processes do not matter."""
     images = array_images(dataset, np.arange(start, stop))
     params = None
     if not args.inference_noAug:
