@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.device_loader import array_images, is_array_dataset
-from data.gpu_aug import augment as augment_batch, aug_config, batch_generator, sample_params
+from data import registry
+from data.gpu_aug import augment as augment_batch, batch_generator, sample_params
 from data.ood import build_inference_set
 from data.sampler import SeededViews
 from data.views import eval_transform, simclr_augmentation
@@ -42,6 +43,7 @@ from utils import distributed
 from utils.cli import HelpFormatter
 from utils.device import to_device
 from utils.feature_store import FeatureStore, file_sha256
+from utils.names import inference_name, split_stem
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 
 
@@ -81,8 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.inference_noAug:
         args.inference_repeat_time = 1
     if args.experiment is None:
-        split = Path(args.inference_dataset_split).stem if args.inference_dataset_split else "all"
-        args.experiment = f"Infer_{args.inference_dataset}_{split}{'_noAug' if args.inference_noAug else ''}"
+        split = split_stem(args.inference_dataset_split) if args.inference_dataset_split else "all"
+        args.experiment = inference_name(args.inference_dataset, split, args.inference_noAug)
     return args
 
 
@@ -95,14 +97,15 @@ def item_seed(seed: int, repeat: int, index: int) -> int:
     return ((seed * 1_000_003 + repeat) * 1_000_000_007 + index) % (2**63 - 1)
 
 
-def array_batches(dataset, start: int, stop: int, repeat: int, chunk: int, args, device):
+def array_batches(dataset, start: int, stop: int, repeat: int, chunk: int, args, device, kind: str | None = None):
     """32x32 array data (CIFAR, the 300K pool, the embedded data): the chunk is sliced straight from the
-    (memory-mapped) array; augmented passes run the batched augmentation on ``device``, its per-image
-    parameters drawn for the whole chunk from (--seed, pass, chunk), so batches and processes do not matter."""
+    (memory-mapped) array; augmented passes run the batched augmentation of image kind ``kind`` (its registry
+    config) on ``device``, its per-image parameters drawn for the whole chunk from (--seed, pass, chunk), so
+    batches and processes do not matter."""
     images = array_images(dataset, np.arange(start, stop))
     params = None
     if not args.inference_noAug:
-        config = aug_config("cifar")
+        config = registry.aug_config(kind)
         params = sample_params(len(images), images.shape[2], images.shape[3], config,
                                batch_generator(args.seed, repeat, chunk))
     for b in range(0, len(images), args.batch_size):
@@ -140,6 +143,15 @@ def infer_chunk(net, batches, args, device) -> dict:
     return out
 
 
+def image_kind_of(net, pretrain_args: dict) -> str:
+    """The pre-training dataset's image kind (registry); for the releases' checkpoints, which name no dataset,
+    the encoder's stem tells (3x3: 32x32 images)."""
+    entry = registry.find_dataset(pretrain_args.get("dataset") or "")
+    if entry is not None:
+        return entry.image_kind
+    return "cifar" if net.conv1.kernel_size == (3, 3) else "imagenet"
+
+
 def main(argv=None) -> Path:
     args = parse_args(argv)
     info = distributed.init_distributed(args.device)
@@ -156,7 +168,7 @@ def run(args, info) -> Path:
         net, pretrain_args = load_simclr(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    kind = "cifar" if net.conv1.kernel_size == (3, 3) else "imagenet"
+    kind = image_kind_of(net, pretrain_args)
     image_size = tuple(dataset[0][0].shape[1:])
     if kind == "cifar" and image_size != (32, 32):
         raise SystemExit(f"error: the checkpoint is a 32x32 (CIFAR-stem) encoder but {args.inference_dataset} "
@@ -195,7 +207,7 @@ def run(args, info) -> Path:
     for repeat, chunk in tqdm(todo, desc=f"inference {args.experiment}", disable=not info.is_main,
                               dynamic_ncols=True):
         lo, hi = store.chunk_range(chunk, meta)
-        batches = array_batches(dataset, lo, hi, repeat, chunk, args, info.device) if direct else \
+        batches = array_batches(dataset, lo, hi, repeat, chunk, args, info.device, kind) if direct else \
             item_batches(dataset, lo, hi, repeat, args, info.device, augment)
         store.write_chunk(repeat, chunk, **infer_chunk(net, batches, args, info.device))
     distributed.barrier()

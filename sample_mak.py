@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np
 import torch
 
-from data.build import REPO_ROOT
+from data import registry
 from sampling import mak
 from utils.checkpoint import atomic_write
 from utils.cli import HelpFormatter
 from utils.feature_store import FeatureStore
+from utils.names import mak_split_name
 
 METHODS = ("mak", "random", "kcenter")
 
@@ -98,12 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def default_name(args) -> str:
     """The MAK release's naming of its splits, plus one name per ablation without a score."""
-    if args.sampling_method == "random":
-        return f"random_num{args.sampling_num}_s{args.seed}"
-    if args.sampling_method == "kcenter":
-        return f"kcenter_num{args.sampling_num}_s{args.seed}"
-    return (f"optimize_{args.loss_weight}lossR{args.loss_repeat_time}_nearK{args.K_means_num}_"
-            f"coreR{args.core_sample_ratio}_num{args.sampling_num}_s{args.seed}")
+    return mak_split_name(args.sampling_method, args.sampling_num, args.seed, args.loss_weight,
+                          args.loss_repeat_time, args.K_means_num, args.core_sample_ratio)
 
 
 def open_store(name: str | None, args, flag: str, aug: str) -> FeatureStore:
@@ -202,7 +199,7 @@ def named(stem: Path, suffix: str) -> Path:
 
 def write_split(meta: dict, chosen: np.ndarray, out: Path) -> Path:
     """The chosen pool items in the format train_simclr.py --additional_split reads for that pool."""
-    if meta["split"] and meta["split"].endswith(".txt") and meta["dataset"] not in ("300K_random_images", "folder"):
+    if meta["split"] and registry.pool(meta["dataset"]).layout == "list":
         lines = [line for line in Path(meta["split"]).read_text().splitlines() if line.strip()]
         path = named(out, ".txt")
         text = "".join(lines[i] + "\n" for i in chosen)
@@ -264,7 +261,7 @@ def run(args) -> Path:
         raise ValueError(f"--K_means_num {args.K_means_num} exceeds the {train['num_items']} training items")
     name = args.loss_txt_name or default_name(args)
     name = name[:-4] if name.endswith((".txt", ".npy")) else name
-    split_dir = Path(args.split_save_dir) if args.split_save_dir else REPO_ROOT / "splits" / pool["dataset"] / "MAK"
+    split_dir = Path(args.split_save_dir) if args.split_save_dir else registry.REPO_ROOT / "splits" / pool["dataset"] / "MAK"
     out = split_dir / name  # names hold dots (coreR1.5): add suffixes with named(), never with_suffix
     existing = [p for p in (named(out, ".txt"), named(out, ".npy")) if p.exists()]
     if existing and not args.overwrite:

@@ -37,9 +37,10 @@ setup(
                 "(SimCLR, COLT, MAK), with linear and few-shot probing",
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "losses", "losses.*", "data", "data.*",
-                                    "utils", "utils.*", "sampling", "sampling.*", "splits", "splits.*"]),
+                                    "utils", "utils.*", "sampling", "sampling.*", "splits", "splits.*",
+                                    "launcher", "launcher.*"]),
     py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "infer_features", "sample_mak",
-                "ltssl_commands"],
+                "exp_analyse", "ltssl_commands"],
     install_requires=[
         "torch>=2.4,<3",
         "torchvision>=0.19",

@@ -33,9 +33,10 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from data.build import DATASETS, build_eval_sets, build_train_set, canonical_dataset
+from data import registry
+from data.build import DATASETS, build_eval_sets, build_train_set
 from data.datasets import ImageDecodeError, decode_error_message
-from data.views import IMAGE_KIND, eval_transform
+from data.views import eval_transform
 from models import build_encoder, dense_state_dict
 from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                               shape_mismatches)
@@ -44,11 +45,17 @@ from utils.cli import HelpFormatter
 from utils.device import to_device
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
-from utils.metrics import GROUP_RULE, evaluation_results, format_summary, per_class_accuracy
+from utils.metrics import evaluation_results, format_summary, per_class_accuracy
 
 FREEZE_ORDER = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
-SPLIT_DEFAULTS = {"synthetic": ("full", "val", "few"), "cifar10": ("trainIdxList", "valIdxList", "split1_S_b"),
-                  "cifar100": ("cifar100_trainIdxList", "cifar100_valIdxList", "cifar100_split1_S_b")}
+
+
+def split_defaults(dataset: str) -> tuple[str | None, str | None, str | None]:
+    """(full-shot, validation, few-shot) splits of the dataset's protocol; the few-shot split is the one of
+    its default long-tailed split (CIFAR: split1_S_b), None where the dataset has none by default."""
+    splits = registry.dataset(dataset).splits
+    few = registry.few_shot_split(dataset, splits.train) if splits.train else splits.few
+    return splits.full, splits.val, few
 
 
 def parse_args(argv=None, few_shot: bool = False, description: str | None = None) -> argparse.Namespace:
@@ -263,7 +270,7 @@ def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device,
     head.load_state_dict(state["head"])
     pred, labels = predict(encoder, head, with_transform(test_set, eval_transform(kind)), device,
                            args.batch_size, args.num_workers, args.precision)
-    print(json.dumps(evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset]), indent=2))
+    print(json.dumps(evaluation_results(labels, pred, counts, registry.dataset(args.dataset).group_rule), indent=2))
     return run_dir
 
 
@@ -272,11 +279,11 @@ def main(argv=None, few_shot: bool = False, description: str | None = None) -> P
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     try:
         encoder, pretrain_args = load_encoder(args.checkpoint, device)
-        args.dataset = canonical_dataset(args.dataset or pretrain_args.get("dataset", "synthetic"))
+        args.dataset = registry.canonical_dataset(args.dataset or pretrain_args.get("dataset", "synthetic"))
         if args.data is None:
             args.data = pretrain_args.get("data")
-        kind = IMAGE_KIND[args.dataset]
-        defaults = SPLIT_DEFAULTS.get(args.dataset, (None, None, None))
+        kind = registry.dataset(args.dataset).image_kind
+        defaults = split_defaults(args.dataset)
         train_name = args.trainSplit or (defaults[2] if few_shot else defaults[0])
         if train_name is None or (args.valSplit or defaults[1]) is None:
             raise ValueError(f"--trainSplit and --valSplit are required for {args.dataset}")
@@ -336,7 +343,7 @@ def train_and_test(args, run_dir, encoder, pretrain_args, train_set, val_set, te
     if best["encoder"] is not None:
         encoder.load_state_dict(best["encoder"])
     pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers, args.precision)
-    results = evaluation_results(labels, pred, counts, GROUP_RULE[args.dataset])
+    results = evaluation_results(labels, pred, counts, registry.dataset(args.dataset).group_rule)
     results.update(method=args.method, shot=args.shot, split=str(pretrain_args.get("trainSplit")),
                    best_epoch=best["epoch"], val_accuracy=best["val"], selected_by="validation mean per-class top-1",
                    checkpoint=str(args.checkpoint))

@@ -35,11 +35,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import methods
-from data.build import DATASETS, canonical_dataset, class_names
+from data import registry
 from data.datasets import ImageDecodeError, decode_error_message
-from data.ood import default_sample_set
 from data.pretraining import TrainingBatches, build_pretraining_data
-from data.views import IMAGE_KIND
 from methods import BCL, Batch
 from models import MODEL_NAMES, build_simclr
 from sampling import colt
@@ -49,18 +47,12 @@ from utils.checkpoint import load_checkpoint, remove_stale_temporaries, rng_stat
 from utils.cli import HelpFormatter
 from utils.embed import embed_dataset, with_transform
 from utils.knn import knn_predict
+from utils.names import method_label
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.optim import build_optimizer
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP
 from utils.schedule import build_scheduler
 
-# The papers' settings per dataset; a flag left unset takes these.
-PAPER_DEFAULTS = {
-    "cifar": dict(epochs=2000, batch_size=512, lr=0.5, model="res18", budget=10000, sup_weight=0.2),
-    "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01),
-}
-SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2)
-PRUNE_DEFAULTS = {"cifar": 0.9, "imagenet": 0.3}
 # Flags that --resume accepts with another value than the run's: none of them changes the weights, the
 # data order or the OOD selection. Every other saved setting must match (--epochs: see --extend_epochs).
 # Paths (--data, --ood_data, --ood_root) may change because data move; their content must not.
@@ -75,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_<method>)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic",
-                   help=f"one of {', '.join(DATASETS)} (aliases such as 'cifar' work); default: synthetic, "
+                   help=f"one of {', '.join(registry.dataset_names())} (aliases such as 'cifar' work); default: synthetic, "
                         "the embedded data the project generates itself")
     g.add_argument("--data", default=None,
                    help="dataset root: the folder holding cifar-10-batches-py / cifar-100-python, or the image "
@@ -107,7 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--batch_size", type=int, default=None,
                    help="global batch size, split evenly across processes (default: 512 CIFAR, 256 ImageNet)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.5)")
-    g.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="NT-Xent temperature (default 0.2; SDCLR on ImageNet-100 / Places 0.3, as its release)")
     g.add_argument("--optimizer", default="sgd", choices=["sgd", "lars"],
                    help="sgd (momentum 0.9) or lars (trust ratio 0.001; BN and biases excluded)")
     g.add_argument("--weight_decay", type=float, default=1e-4, help="weight decay")
@@ -169,16 +162,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """The papers' defaults for unset flags, then every check that needs no file (one error line)."""
     try:
-        args.dataset = canonical_dataset(args.dataset)
+        args.dataset = registry.canonical_dataset(args.dataset)
     except ValueError as e:
         parser.error(str(e))
-    kind = IMAGE_KIND[args.dataset]
-    defaults = SYNTHETIC_DEFAULTS if args.dataset == "synthetic" else PAPER_DEFAULTS[kind]
-    for name, value in {**defaults, "prune_percent": PRUNE_DEFAULTS[kind]}.items():
-        if getattr(args, name) is None:
+    # the papers' settings (data/registry.py) for every flag left unset, SDCLR's with --prune
+    for name, value in registry.paper_defaults(args.dataset, methods.method_name(args)).items():
+        if getattr(args, name, 0) is None:
             setattr(args, name, value)
     if args.sample_set is None:
-        args.sample_set = default_sample_set(args.dataset)
+        args.sample_set = registry.default_sample_set(args.dataset)
     if args.additional_dataset is not None and args.additional_dataset.lower() == "none":
         args.additional_dataset = None  # the MAK launchers' spelling of "no extra images"
     errors = [f"--{name} must be positive, got {getattr(args, name)}"
@@ -288,7 +280,7 @@ def run(args, info: distributed.DistInfo) -> Path:
 
 def build_network(args, info: distributed.DistInfo) -> nn.Module:
     """The encoder + projection head (SDCLR: with its pruned branch) on the training device."""
-    cifar_stem = IMAGE_KIND[args.dataset] == "cifar"
+    cifar_stem = registry.dataset(args.dataset).image_kind == "cifar"
     if args.prune:
         from models.sdclr import build_sdclr
         network = build_sdclr(args.model, width=args.width, cifar_stem=cifar_stem, output_ch=args.output_ch,
@@ -322,7 +314,7 @@ class Loop:
         self.args, self.info, self.logger, self.run_dir = args, info, logger, run_dir
         self.method, self.data, self.batches = method, data, batches
         self.id_set, self.ood_pool = data.id_set, data.ood_pool
-        self.id_labels, self.class_names = data.id_set.labels, class_names(args.dataset)
+        self.id_labels, self.class_names = data.id_set.labels, registry.class_names(args.dataset)
 
     def embed(self, dataset, projection: bool = True) -> torch.Tensor:
         """Normalised embeddings of a whole dataset under the test view (dense branch), the same on every rank."""
@@ -456,7 +448,7 @@ def what_runs(args, info) -> dict:
     """What the flags turned into on this machine (args.json's "run" entry): --aug_device gpu on a CPU is the
     batched path on the CPU, --precision bf16 without CUDA is float32 arithmetic."""
     where = info.device.type
-    return {"method": default_name(args), "device": where, "processes": info.world_size,
+    return {"method": method_label(args.prune, args.bcl, args.COLT), "device": where, "processes": info.world_size,
             "augmentation": f"batched on {where}" if batched_views(args, info) else "per image in workers",
             "arithmetic": "bf16 autocast" if args.precision == "bf16" and where == "cuda" else "fp32"}
 

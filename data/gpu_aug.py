@@ -1,6 +1,7 @@
 """Batched SimCLR augmentation with independent random parameters per image, on any device.
 
-The per-image pipeline (``data.views.simclr_augmentation``, torchvision v2 in DataLoader workers) draws
+Both this and the per-image pipeline (``data.views.simclr_augmentation``, torchvision v2 in DataLoader
+workers) are built from the image kind's ``AugConfig`` (``data.registry``). The per-image pipeline draws
 one parameter set per image call; stock torchvision cannot draw per-image parameters for a batch. Here a
 whole batch of uint8 (B, 3, H, W) images is augmented at once, each image with its own parameters, so on a
 GPU the augmentation costs about as much as a few elementwise kernels.
@@ -43,32 +44,9 @@ import torch
 import torch.nn.functional as F
 
 from data.randaug import RandAugConfig, randaugment, sample_two_view_params
+from data.registry import AugConfig, aug_config  # noqa: F401  (the config of each image kind lives there)
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class AugConfig:
-    """The papers' SimCLR view for one image kind (see ``data.views.simclr_augmentation``)."""
-    size: int = 32
-    scale: tuple[float, float] = (0.1, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    gray_p: float = 0.2
-    blur_p: float = 0.0
-    blur_kernel: int = 23
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-
-
-def aug_config(kind: str) -> AugConfig:
-    """CIFAR / synthetic: 32 px, scale (0.1, 1), no blur; ImageNet-size: 224 px, scale (0.08, 1), blur p 0.5."""
-    if kind == "cifar":
-        return AugConfig()
-    if kind == "imagenet":
-        return AugConfig(size=224, scale=(0.08, 1.0), blur_p=0.5)
-    raise ValueError(f"unknown image kind {kind!r}")
 
 
 @dataclass

@@ -10,12 +10,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from data.build import canonical_dataset
+from data import registry
 from data.datasets import ArrayImageDataset, ImageFilesDataset, ImageListDataset, check_indices
 
-SAMPLE_SETS = ("synthetic", "300K_random_images", "image_list", "folder")
-SAMPLE_SET_ALIASES = {"300k": "300K_random_images", "300k_random_images": "300K_random_images",
-                      "ti_300k": "300K_random_images", "imagelist": "image_list", "image_folder": "folder"}
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 
 
@@ -76,21 +73,32 @@ class ImageFolderPool(ImageFilesDataset):
 
 
 def canonical_sample_set(sample_set: str) -> str:
-    key = sample_set.strip().lower()
-    for name in SAMPLE_SETS:
-        if key == name.lower():
-            return name
-    if key in SAMPLE_SET_ALIASES:
-        return SAMPLE_SET_ALIASES[key]
-    raise ValueError(f"unknown --sample_set {sample_set!r}; choose one of {', '.join(SAMPLE_SETS)} "
-                     f"(aliases: {', '.join(sorted(SAMPLE_SET_ALIASES))})")
+    return registry.canonical_sample_set(sample_set)
 
 
 def default_sample_set(dataset: str) -> str:
     """The pool each dataset's papers' runs use: its own for synthetic, 300K Random Images for CIFAR,
     an image list (ImageNet-R, Places-69) for ImageNet-100 and Places."""
-    return {"synthetic": "synthetic", "cifar10": "300K_random_images",
-            "cifar100": "300K_random_images"}.get(canonical_dataset(dataset), "image_list")
+    return registry.default_sample_set(dataset)
+
+
+def read_embedded_pool(data_root, dataset: str) -> ArrayImageDataset:
+    """The synthetic dataset's own 10,000-image pool (labels = generator family, for analysis only), from
+    ``data_root`` when the ID dataset is synthetic too, else from the default synthetic root."""
+    from data.synthetic import load_synthetic
+    # Another dataset's --data folder is not the place for the synthetic cache.
+    root = Path(data_root).expanduser() if dataset == "synthetic" and data_root else None
+    arrays = load_synthetic(root)
+    return ArrayImageDataset(arrays["ood_x"], arrays["ood_family"])
+
+
+def read_list_pool(list_file, image_root) -> ImageListDataset:
+    return ImageListDataset(Path(image_root).expanduser(), Path(list_file).expanduser())
+
+
+# What --ood_data names for each pool layout.
+LAYOUT_FILES = {"array": "the path of 300K_random_images.npy", "list": "a list file of 'relative/path label' lines",
+                "folder": "a folder of images"}
 
 
 def build_ood_pool(sample_set: str | None, ood_data: str | None, dataset: str, data_root: str | None,
@@ -105,30 +113,23 @@ def build_ood_pool(sample_set: str | None, ood_data: str | None, dataset: str, d
                         (else ``data_root``).
     folder:             ``ood_data`` is a folder; every image under it.
     """
-    dataset = canonical_dataset(dataset)
+    dataset = registry.canonical_dataset(dataset)
     sample_set = default_sample_set(dataset) if sample_set is None else canonical_sample_set(sample_set)
-    if sample_set == "synthetic":
-        from data.synthetic import load_synthetic
-        # Another dataset's --data folder is not the place for the synthetic cache.
-        root = Path(data_root).expanduser() if dataset == "synthetic" and data_root else None
-        arrays = load_synthetic(root)
-        pool = ArrayImageDataset(arrays["ood_x"], arrays["ood_family"])
+    entry = registry.sample_set_pool(sample_set)
+    read = registry.resolve(entry.reader)
+    if entry.layout == "embedded":
+        pool = read(data_root, dataset)
     elif not ood_data:
-        what = {"300K_random_images": "the path of 300K_random_images.npy",
-                "image_list": "a list file of 'relative/path label' lines",
-                "folder": "a folder of images"}[sample_set]
-        raise ValueError(f"--ood_data is required for --sample_set {sample_set}: {what} "
+        raise ValueError(f"--ood_data is required for --sample_set {sample_set}: {LAYOUT_FILES[entry.layout]} "
                          f"(it is never looked for in the working directory)")
-    elif sample_set == "300K_random_images":
-        pool = RandomImagesPool(ood_data)
-    elif sample_set == "folder":
-        pool = ImageFolderPool(ood_data)
-    else:
+    elif entry.layout == "list":
         root = ood_root or data_root
         if not root:
-            raise ValueError("--ood_root (or --data) is required for --sample_set image_list: the folder the "
+            raise ValueError(f"--ood_root (or --data) is required for --sample_set {sample_set}: the folder the "
                              "list's relative paths start from")
-        pool = ImageListDataset(Path(root).expanduser(), Path(ood_data).expanduser())
+        pool = read(ood_data, root)
+    else:
+        pool = read(ood_data)
     pool.transform = transform
     return pool
 
@@ -181,20 +182,13 @@ class IdOodDataset(Dataset):
         return image, label, j, True
 
 
-# Names the MAK release gives its image-list pools; each is an image list under --data.
-MAK_POOL_ALIASES = {"imagenet-900": "imagenet900", "imagenet900": "imagenet900",
-                    "imagenet_places365_mix": "imagenet_places365_mix"}
-POOL_NAMES = ("300K_random_images", "image_list", "folder", "synthetic_pool", *sorted(set(MAK_POOL_ALIASES.values())))
-
-
 def resolve_pool_file(path_or_name: str, pool: str, suffix: str) -> Path:
     """A pool's file: a path, or a bare name looked up in ``splits/<pool>/`` (``ImageNet_900_train`` ->
     ``splits/imagenet900/ImageNet_900_train.txt``)."""
-    from data.build import REPO_ROOT
     path = Path(path_or_name).expanduser()
     if path.exists():
         return path
-    folder = REPO_ROOT / "splits" / pool
+    folder = registry.REPO_ROOT / "splits" / pool
     for candidate in (folder / path_or_name, folder / (path_or_name + suffix)):
         if candidate.is_file():
             return candidate
@@ -211,41 +205,36 @@ def build_inference_set(name: str, split: str | None, data_root: str | None, roo
     folder), ``synthetic_pool`` (the embedded pool). ``identity`` names what was read, with absolute paths.
     """
     from data.build import build_train_set, resolve_data_root, resolve_split
-    key = name.strip().lower()
-    if key in MAK_POOL_ALIASES or key in ("image_list", "imagelist"):
-        pool = MAK_POOL_ALIASES.get(key, "image_list")
+    entry = registry.find_pool(name)
+    if entry is not None:
+        read = registry.resolve(entry.reader)
+        if entry.layout == "embedded":
+            cache = resolve_data_root("synthetic", data_root)
+            return read(data_root, "synthetic"), {"dataset": entry.name, "role": "pool", "split": None,
+                                                  "source": str(Path(cache).expanduser().resolve())}
+        if entry.layout == "list":
+            if not split:
+                raise ValueError(f"--inference_dataset_split is required for {name}: its list of "
+                                 f"'relative/path label' lines")
+            image_root = root or data_root
+            if not image_root:
+                raise ValueError(f"--data (or --inference_dataset_root) is required for {name}: the image root of "
+                                 f"its list")
+            list_file = resolve_pool_file(split, entry.name, ".txt")
+            return read(list_file, image_root), {"dataset": entry.name, "role": "pool",
+                                                 "split": str(list_file.resolve()),
+                                                 "source": str(Path(image_root).expanduser().resolve())}
         if not split:
-            raise ValueError(f"--inference_dataset_split is required for {name}: its list of 'relative/path label' lines")
-        image_root = root or data_root
-        if not image_root:
-            raise ValueError(f"--data (or --inference_dataset_root) is required for {name}: the image root of its list")
-        list_file = resolve_pool_file(split, pool, ".txt")
-        dataset = ImageListDataset(Path(image_root).expanduser(), list_file)
-        return dataset, {"dataset": pool, "role": "pool", "split": str(list_file.resolve()),
-                         "source": str(Path(image_root).expanduser().resolve())}
-    if key in ("synthetic_pool", "synthetic-pool"):
-        dataset = build_ood_pool("synthetic", None, "synthetic", data_root)
-        cache = resolve_data_root("synthetic", data_root)
-        return dataset, {"dataset": "synthetic_pool", "role": "pool", "split": None,
-                         "source": str(Path(cache).expanduser().resolve())}
-    try:
-        sample_set = canonical_sample_set(name)
-    except ValueError:
-        sample_set = None
-    if sample_set in ("300K_random_images", "folder"):
-        if not split:
-            raise ValueError(f"--inference_dataset_split is required for {sample_set}: the pool's "
-                             f"{'.npy file' if sample_set != 'folder' else 'folder'}")
+            raise ValueError(f"--inference_dataset_split is required for {entry.name}: the pool's "
+                             f"{'folder' if entry.layout == 'folder' else '.npy file'}")
         path = Path(split).expanduser()
-        dataset = RandomImagesPool(path) if sample_set != "folder" else ImageFolderPool(path)
-        return dataset, {"dataset": sample_set, "role": "pool", "split": str(path.resolve()),
-                         "source": str(path.resolve())}
+        return read(path), {"dataset": entry.name, "role": "pool", "split": str(path.resolve()),
+                            "source": str(path.resolve())}
     try:
-        dataset_name = canonical_dataset(name)
+        dataset_name = registry.canonical_dataset(name)
     except ValueError:
-        raise ValueError(f"unknown --inference_dataset {name!r}: an ID dataset (synthetic, cifar10, cifar100, "
-                         f"imagenet100, places) or a pool ({', '.join(POOL_NAMES)}, imagenet-900, "
-                         f"imagenet_places365_mix)") from None
+        raise ValueError(f"unknown --inference_dataset {name!r}: an ID dataset ({', '.join(registry.dataset_names())}) "
+                         f"or a pool ({', '.join(sorted(s for p in registry.pools() for s in p.spellings()))})") from None
     dataset = build_train_set(dataset_name, data_root, split)
     split_path = resolve_split(split, dataset_name)
     return dataset, {"dataset": dataset_name, "role": "id",
@@ -262,11 +251,12 @@ def build_additional_set(name: str, split: str, pool_data: str | None, data_root
     (.npy file or folder; the embedded pool needs none) and ``split`` an index .npy into it.
     """
     from data.datasets import load_split_file
-    key = name.strip().lower()
-    if key in MAK_POOL_ALIASES or key in ("image_list", "imagelist"):
+    entry = registry.find_pool(name)
+    layout = entry.layout if entry else None
+    if layout == "list":
         dataset, _ = build_inference_set(name, split, data_root, root)
         return dataset, np.arange(len(dataset), dtype=np.int64)
-    if key not in ("synthetic_pool", "synthetic-pool") and not pool_data:
+    if layout != "embedded" and not pool_data:
         raise ValueError(f"--additional_data is required for --additional_dataset {name}: the pool's .npy file "
                          f"or folder (the split holds indices into it)")
     pool, identity = build_inference_set(name, pool_data, data_root, root)

@@ -3,35 +3,50 @@
 Per sample (in DataLoader workers): uint8 CHW in, two augmented uint8 views out, stacked as (2, C, H, W).
 Per batch (on the training device): uint8 -> the normalised float input (``utils.device.to_device``).
 Images stay uint8 until the device, so workers and host-to-device copies move a quarter of the bytes.
+The numbers of both augmentations are the image kind's ``AugConfig`` in ``data.registry``.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
+from data import registry
 from data.randaug import RandAugConfig, randaugment_image, sample_two_view_params
 
-# Input resolution and the kind of augmentation each dataset uses.
-IMAGE_KIND = {"synthetic": "cifar", "cifar10": "cifar", "cifar100": "cifar",
-              "imagenet100": "imagenet", "places": "imagenet"}
+
+class _ImageKindByDataset(Mapping):
+    """dataset name -> its image kind ("cifar" or "imagenet"), read from the registry at each lookup."""
+
+    def __getitem__(self, name: str) -> str:
+        entry = registry.find_dataset(name)
+        if entry is None:
+            raise KeyError(name)
+        return entry.image_kind
+
+    def __iter__(self):
+        return iter(registry.dataset_names())
+
+    def __len__(self) -> int:
+        return len(registry.dataset_names())
 
 
-def _colour(jitter_p: float = 0.8, gray_p: float = 0.2) -> list:
-    return [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=jitter_p), v2.RandomGrayscale(p=gray_p)]
+IMAGE_KIND = _ImageKindByDataset()
 
 
 def simclr_augmentation(kind: str) -> v2.Compose:
-    """The papers' SimCLR view: CIFAR RandomResizedCrop(32, scale 0.1-1, bicubic), flip, colour jitter
-    (p 0.8), grayscale (p 0.2); ImageNet crop 224 (scale 0.08-1), the same, plus Gaussian blur (p 0.5)."""
-    if kind == "cifar":
-        return v2.Compose([v2.RandomResizedCrop(32, scale=(0.1, 1.0), interpolation=InterpolationMode.BICUBIC),
-                           v2.RandomHorizontalFlip(), *_colour()])
-    if kind == "imagenet":
-        return v2.Compose([v2.RandomResizedCrop(224, scale=(0.08, 1.0), interpolation=InterpolationMode.BICUBIC),
-                           v2.RandomHorizontalFlip(), *_colour(),
-                           v2.RandomApply([v2.GaussianBlur(kernel_size=23, sigma=(0.1, 2.0))], p=0.5)])
-    raise ValueError(f"unknown image kind {kind!r}")
+    """The papers' SimCLR view from the kind's AugConfig: RandomResizedCrop (bicubic), flip, colour jitter,
+    grayscale, and Gaussian blur where the config has it (CIFAR: 32 px, scale 0.1-1, no blur; ImageNet:
+    224 px, scale 0.08-1, blur p 0.5)."""
+    c = registry.aug_config(kind)
+    ops = [v2.RandomResizedCrop(c.size, scale=c.scale, ratio=c.ratio, interpolation=InterpolationMode.BICUBIC),
+           v2.RandomHorizontalFlip(p=c.flip_p), v2.RandomApply([v2.ColorJitter(*c.jitter)], p=c.jitter_p),
+           v2.RandomGrayscale(p=c.gray_p)]
+    if c.blur_p > 0:
+        ops.append(v2.RandomApply([v2.GaussianBlur(kernel_size=c.blur_kernel, sigma=c.blur_sigma)], p=c.blur_p))
+    return v2.Compose(ops)
 
 
 def simclr_crop(kind: str) -> v2.Compose:
@@ -41,12 +56,13 @@ def simclr_crop(kind: str) -> v2.Compose:
 
 
 def eval_transform(kind: str):
-    """Deterministic evaluation view: identity at 32x32, resize 256 + centre crop 224 for ImageNet-size data."""
-    if kind == "cifar":
+    """Deterministic evaluation view: identity at 32x32; for ImageNet-size data the releases' test transform,
+    Resize(256) (bilinear, antialiased as PIL) then CenterCrop(224)."""
+    k = registry.image_kind(kind)
+    if k.eval_resize is None:
         return None
-    if kind == "imagenet":
-        return v2.Compose([v2.Resize(256, interpolation=InterpolationMode.BICUBIC), v2.CenterCrop(224)])
-    raise ValueError(f"unknown image kind {kind!r}")
+    return v2.Compose([v2.Resize(k.eval_resize, interpolation=InterpolationMode.BILINEAR, antialias=True),
+                       v2.CenterCrop(k.eval_crop)])
 
 
 class TwoViews:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from data import registry  # noqa: E402
 from data.cifar import read_cifar_labels  # noqa: E402
 from data.datasets import read_image_list  # noqa: E402
 from data.lt_splits import balanced_fraction, describe_split, get_protocol, make_cifar_splits, split_names  # noqa: E402
@@ -24,8 +25,11 @@ from utils.checkpoint import atomic_write  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write the COLT long-tailed CIFAR split index files (.npy).")
-    parser.add_argument("--dataset", required=True, choices=["cifar10", "cifar100", "imagenet100", "places"],
-                        help="CIFAR: the long-tailed protocol; imagenet100 / places: the 1%% balanced list")
+    makers = {d.name: d.split_maker for d in registry.datasets() if d.split_maker}
+    parser.add_argument("--dataset", required=True, choices=list(makers),
+                        help="%s: the long-tailed protocol; %s: the 1%%%% balanced list" % tuple(
+                            " / ".join(n for n, m in makers.items() if m == kind)
+                            for kind in ("protocol", "few_shot_list")))
     parser.add_argument("--data", type=Path,
                         help="CIFAR: folder holding cifar-10-batches-py/ or cifar-100-python/ (or that folder)")
     parser.add_argument("--train_list", type=Path,
@@ -80,7 +84,7 @@ def write_splits(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.dataset in ("imagenet100", "places"):
+        if registry.dataset(args.dataset).split_maker == "few_shot_list":
             write_fewshot_list(args)
         else:
             if args.data is None:

@@ -178,8 +178,10 @@ def test_cifar10_script_end_to_end_on_a_tiny_fixture(tmp_path):
 
 def test_the_first_failing_step_stops_the_script(tmp_path):
     """Fine-tuning without a checkpoint fails at the full-shot probe; the few-shot probe never runs."""
+    for name in ("trainIdxList", "valIdxList", "split1_S_b"):  # split files exist: the checkpoint is what is missing
+        np.save(tmp_path / f"{name}.npy", np.arange(3))
     result = launch("cifar-10-LT_extra.sh", "--only_finetuning", "True", "--runs_dir", str(tmp_path),
-                    "--data", str(tmp_path), timeout=120)
+                    "--data", str(tmp_path), "--split_dir", str(tmp_path), timeout=120)
     assert result.returncode != 0
     log = (tmp_path / "SimCLR_split1_D_i" / "bash_log.txt").read_text()
     assert "train_linear.py" in log and "train_fewshot.py" not in log

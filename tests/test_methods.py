@@ -75,5 +75,5 @@ def test_each_method_names_itself_in_the_log_and_args(synthetic_root, tmp_path):
     import json
     run_dir = train_simclr.main(tiny_args(synthetic_root, tmp_path, "--epochs", "1", *METHOD_FLAGS["bcl_d"]))
     record = json.loads((run_dir / "args.json").read_text())["run"]
-    assert record["method"] == "bcl_d" and record["arithmetic"] == "fp32" and "commit" in record
+    assert record["method"] == "BCL-D" and record["arithmetic"] == "fp32" and "commit" in record
     assert "sdclr + bcl" in (run_dir / "log.txt").read_text()

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# How each dataset groups its classes by their count in the pre-training split.
-GROUP_RULE = {"synthetic": "thirds", "cifar10": "thirds", "cifar100": "thirds",
-              "imagenet100": "thresholds", "places": "thresholds"}
+# How a dataset groups its classes (its registry entry's group_rule, which callers pass as ``rule``).
 GROUPS = ("many", "medium", "few")
 
 

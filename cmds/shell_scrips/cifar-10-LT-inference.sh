@@ -3,11 +3,6 @@
 # run of cifar-10-LT_extra.sh --save_dir SimCLR (ResNet-18), e.g. for split1_D_i:
 #   cmds/shell_scrips/cifar-10-LT-inference.sh -s split1_D_i --inference_dataset 300K_random_images \
 #       --inference_dataset_split ~/data/300K_random_images.npy --inference_repeat_time 1 --inference_noAug True
-#   cmds/shell_scrips/cifar-10-LT-inference.sh -s split1_D_i --inference_dataset cifar10 \
-#       --inference_dataset_split split1_D_i --inference_repeat_time 1 --inference_noAug True
-#   cmds/shell_scrips/cifar-10-LT-inference.sh -s split1_D_i --inference_dataset 300K_random_images \
-#       --inference_dataset_split ~/data/300K_random_images.npy --inference_repeat_time 10
-MAK_SCRIPT_DATASET=cifar10
-# shellcheck source=cmds/shell_scrips/mak_common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/mak_common.sh"
-inference_main "$@"
+#   (then --inference_dataset cifar10 --inference_dataset_split split1_D_i ... --inference_noAug True,
+#   and the pool again with --inference_repeat_time 10)
+exec "${PYTHON:-python}" "$(dirname "${BASH_SOURCE[0]}")/../launch.py" inference cifar10 "$0" "$@"

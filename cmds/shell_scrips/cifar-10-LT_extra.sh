@@ -1,10 +1,6 @@
 #!/usr/bin/env bash
-# SimCLR (+COLT with --COLT True) on CIFAR-10-LT, then full-shot and few-shot linear probing.
+# SimCLR, SDCLR (--prune True) or BCL (--bcl True), each + COLT with --COLT True, on CIFAR-10-LT; then
+# full-shot and few-shot linear probing (--help lists every flag; cmds/launch.py builds the commands).
 #   ./cmds/shell_scrips/cifar-10-LT_extra.sh -g 1 -p 4867 -w 8 --split split1_D_i --save_dir COLT --COLT True
 # Data: --data (or $DATA) holds cifar-10-batches-py/; the OOD pool defaults to <data>/300K_random_images.npy.
-D_DATASET=cifar10 D_MODEL=res18 D_EPOCHS=2000 D_BATCH=512 D_LR=0.5 D_SUP_WEIGHT=0.2
-D_SAMPLE_SET=300K_random_images D_OOD_DEFAULT=300K_random_images.npy D_SPLIT=split1_D_i D_SPLIT_EXT=.npy
-D_FULL_SPLIT=trainIdxList D_VAL_SPLIT=valIdxList D_TEST_SPLIT="" D_FEWSHOT_SPLIT=""
-# shellcheck source=cmds/shell_scrips/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-main "$@"
+exec "${PYTHON:-python}" "$(dirname "${BASH_SOURCE[0]}")/../launch.py" per_dataset cifar10 "$0" "$@"

@@ -5,9 +5,4 @@
 #   cmds/shell_scrips/imagenet-100-add-data.sh -g 2 -p 4866 -w 10 --seed 10 --additional_dataset imagenet-900 \
 #       --additional_split MAK/optimize_0.5lossR10_nearK10_coreR1.5_num10000_s10 \
 #       --additional_split_name optimize_0.5lossR10_nearK10_coreR1.5_num10000_s10
-# Lists (relative/path label, under --data) in --split_dir (default splits/imagenet100), as for
-# imagenet-100-res50-LT_extra.sh; the chosen items in --pool_split_dir/MAK (default splits/imagenet900/MAK).
-MAK_SCRIPT_DATASET=imagenet-100
-# shellcheck source=cmds/shell_scrips/mak_common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/mak_common.sh"
-add_data_main "$@"
+exec "${PYTHON:-python}" "$(dirname "${BASH_SOURCE[0]}")/../launch.py" add_data imagenet100 "$0" "$@"

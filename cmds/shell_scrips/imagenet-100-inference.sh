@@ -6,8 +6,4 @@
 #       --inference_repeat_time 1 --inference_noAug True
 #   ... --inference_dataset imagenet-100 --inference_dataset_split imageNet_100_LT_train --inference_repeat_time 1 --inference_noAug True
 #   ... --inference_dataset imagenet-900 --inference_dataset_split ImageNet_900_train --inference_repeat_time 10
-# The pool list ImageNet_900_train.txt lives in --pool_split_dir (default splits/imagenet900), its images under --data.
-MAK_SCRIPT_DATASET=imagenet-100
-# shellcheck source=cmds/shell_scrips/mak_common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/mak_common.sh"
-inference_main "$@"
+exec "${PYTHON:-python}" "$(dirname "${BASH_SOURCE[0]}")/../launch.py" inference imagenet100 "$0" "$@"

@@ -4,7 +4,4 @@
 #   cmds/shell_scrips/sampling.sh --pretrain_dataset cifar10 -s split1_D_i --data ~/data   # 300K pool
 #   ... --core_sample_ratio 1.0 --loss_weight 0.0    (ablation: proximity alone)
 #   ... --sampling_method random                     (offline random K, MAK's "Random" row)
-MAK_SCRIPT_DATASET=imagenet-100
-# shellcheck source=cmds/shell_scrips/mak_common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/mak_common.sh"
-sampling_main "$@"
+exec "${PYTHON:-python}" "$(dirname "${BASH_SOURCE[0]}")/../launch.py" sampling imagenet100 "$0" "$@"

@@ -1,0 +1,1 @@
+cifar-10-LT_extra.sh

@@ -1,0 +1,1 @@
+cifar-100-LT_extra.sh

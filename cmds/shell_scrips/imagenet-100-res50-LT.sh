@@ -1,0 +1,1 @@
+imagenet-100-res50-LT_extra.sh
