@@ -716,7 +716,7 @@ def train(args, info, logger, run_dir, model, train_set, ood_pool, train_data, k
             logger.info(f"--extend_epochs: {planned} -> {args.epochs} epochs; the cosine schedule now ends at "
                         f"step {total_steps}, so the remaining learning rates differ from the planned run's")
     if info.is_distributed:
-        model = DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     sampler, loader = make_loader()
     step_model = torch.compile(model) if args.compile else model  # same parameters: model stays the one saved
 
