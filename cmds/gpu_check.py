@@ -497,7 +497,7 @@ def stage_resume(run: StageRun) -> None:
         run.run(check.helper("compare_runs", base / "straight" / name, run_dir, "--json", report))
         if run.dry:
             continue
-        found = read_json(report) or {}
+        found = {k: v for k, v in (read_json(report) or {}).items() if k not in ("run", "other")}
         found.update(killed_at_epoch=max(kept) if kept else None, epochs=p.epochs)
         run.details["variants"][name] = found
         problems = []
@@ -697,7 +697,7 @@ def build_stages(check: Check) -> list[Stage]:
         Stage("c", "--compile against eager (background during stages 2-4)", 150, 0, stage_compile, background=True),
         Stage("2", "1-GPU COLT run with sampling rounds, SIGKILLed and --resume'd, against an uninterrupted run",
               120, 60, stage_resume),
-        Stage("3", "MAK chain: pre-training, inference, sampling, re-training", 100, 50, stage_mak),
+        Stage("3", "MAK chain: pre-training, inference, sampling, re-training", 120, 60, stage_mak),
         Stage("4", "several processes: gathered loss, gradients, SyncBatchNorm, tailness; a multi-process COLT run",
               100, 45, stage_dist),
         Stage("5a", "bench_train: CIFAR ResNet-18 batch 512, 300,000-item pool round", 110, 45, bench_stage("cifar")),
@@ -750,6 +750,12 @@ def build_report(check: Check) -> dict:
         if found:
             extra[file.replace(".json", "")] = bench_summary(kind, found)
     skipped = list(check.skipped)
+    count = (check.env_info or {}).get("gpu_count")
+    if count and check.gpus < count:
+        skipped.append(f"{count - check.gpus} of the {count} visible GPUs: -g {check.gpus} was asked for "
+                       f"(-g {count} runs stage 4 across all of them)")
+    if check.gpus > 1:
+        skipped.append(f"stages 1-3 and 5 use one GPU whatever -g says (only stage 4 spans {check.gpus} GPUs)")
     if check.profile.device == "cpu":
         skipped.append("stage c (--compile) and stage 5 (benchmarks): GPU only (the CPU smoke checks the script, "
                        "its kill-and-resume logic and the MAK chain; bench/*.py --quick run on the CPU)")
@@ -771,7 +777,7 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, dict):
-        return ", ".join(f"{k} {fmt(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {fmt(v)}" for k, v in value.items() if v not in (None, [], {}, ""))
     if isinstance(value, list):
         return ", ".join(fmt(v) for v in value[:8]) + (" ..." if len(value) > 8 else "")
     return str(value)
