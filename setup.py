@@ -41,9 +41,9 @@ setup(
                                     "launcher", "launcher.*"]),
     py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "infer_features", "sample_mak",
                 "exp_analyse", "ltssl_commands"],
-    install_requires=[
-        "torch>=2.4,<3",
-        "torchvision>=0.19",
+    install_requires=[  # torch / torchvision: the range tested (2.9.1 / 0.24.1 to 2.14.1 / 0.29.1)
+        "torch>=2.9.1,<2.15",
+        "torchvision>=0.24.1,<0.30",
         "numpy>=1.24",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",

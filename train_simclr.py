@@ -349,7 +349,7 @@ def train(args, info, logger, run_dir, method, data, state, path):
         logger.info(f"resumed from {path} at epoch {start_epoch - 1}")
     runner = method
     if info.is_distributed:
-        runner = DistributedDataParallel(method, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        runner = DistributedDataParallel(method, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     if args.compile:
         runner = torch.compile(runner)  # the same parameters: the method stays the module saved
     logger.info(f"{args.dataset}: {len(data.id_set)} training images"

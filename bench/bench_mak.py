@@ -1,6 +1,7 @@
 """Speed of MAK's sampling math (a benchmark, not a test).
 
     python bench/bench_mak.py [--quick] [--out runs/bench/bench_mak.json]
+    python bench/bench_mak.py --devices cuda --ecle_n 100000   # a GPU at the papers' sizes, no CPU part
 
 K-center: ``sampling.mak.k_center_greedy`` picking K from C candidates with N covered items (random normal
 features, d dims), on the CPU and on CUDA when there is one; also the two pieces behind its choice of
@@ -127,6 +128,8 @@ def main() -> None:
     p.add_argument("--ecle_dim", type=int, default=128, help="projection dimension for ECLE")
     p.add_argument("--batch_size", type=int, default=512, help="ECLE batch size")
     p.add_argument("--parts", default="kcenter,ecle", help="comma-separated parts to run: kcenter, ecle")
+    p.add_argument("--devices", default="auto",
+                   help="comma-separated devices to measure (cpu, cuda); auto: the CPU, and CUDA when present")
     p.add_argument("--out", default="runs/bench/bench_mak.json", help="JSON file for the results")
     args = p.parse_args()
     if args.quick:
@@ -139,8 +142,15 @@ def main() -> None:
     if not 0 < args.k < args.candidates or not 0 < args.release_steps <= args.k:
         raise SystemExit("error: need 0 < --k < --candidates and 0 < --release_steps <= --k")
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else \
+        args.devices.split(",")
+    if not devices or not set(devices) <= {"cpu", "cuda"}:
+        raise SystemExit(f"error: --devices must name cpu and/or cuda, got {args.devices!r}")
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SystemExit("error: --devices cuda: no CUDA device is available")
     results = {"threads": torch.get_num_threads(), "torch": torch.__version__, "k_center": [], "ecle": [],
+               "device_name": torch.cuda.get_device_name() if "cuda" in devices else None,
+               "date": time.strftime("%Y-%m-%d %H:%M"),
                "gemm_gflops_before": {d: gemm_gflops(d) for d in devices}}
     for device in devices:
         steps = args.release_steps_cuda if device == "cuda" else args.release_steps

@@ -2,14 +2,22 @@
 
     python bench/bench_train.py --quick          # this CPU, under 2 minutes
     python bench/bench_train.py                  # a GPU: the papers' batch 512, ResNet-18, 300K pool
+    python bench/bench_train.py --kind imagenet  # a GPU: ResNet-50, batch 256, 224 px views (stages 1-3)
 
 Stages: (1) model only: forward + backward + SGD step on device-resident random views (bf16 autocast and
 channels_last on CUDA); (2) full SimCLR step with the per-image pipeline (DataLoader workers, as
 train_simclr --aug_device cpu) and with the batched pipeline (--aug_device gpu), images/s and ratio to
 (1); (3) SimCLR+COLT step (tailness update, distribution loss) as a ratio to the plain step; (4) one COLT
 sampling round (embed ID + pool, k-means, budgets, selection) in seconds and as a fraction of one
-training epoch over the same ID + budget images; (5) peak host and device memory. Also the augmentation
-alone per image / batched, and --compile.
+training epoch over the same ID + budget images; (5) peak host and device memory; (6) the other methods'
+steps as ratios to SimCLR's in the same run: SDCLR (one forward of both branches) and the release's
+two-pass SDCLR step on the model-only views, BCL-I and BCL-D on the batched path (RandAugment at strengths
+uniform in [0, 1]) against the batched SimCLR step. Also the augmentation alone per image / batched, and
+--compile.
+
+``--kind imagenet``: ResNet-50 (ImageNet stem) on 224 px views cropped from generated 256 x 256 images held
+as an array (the batched path crops them on the device; real ImageNet-100 / Places runs crop in the
+workers), ImageNet-size augmentation with blur; the sampling round (4) is measured at CIFAR size only.
 """
 from __future__ import annotations
 
@@ -37,7 +45,10 @@ from data.ood import IdOodDataset
 from data.sampler import EpochSampler, SeededViews
 from data.views import TwoViews, simclr_augmentation
 from models import build_simclr
-from sampling.colt import COLTState, select_by_clusters
+from data.randaug import RandAugConfig
+from methods import Batch, SDCLR, SimCLR
+from models.sdclr import build_sdclr
+from sampling.colt import COLT, COLTConfig, select_by_clusters
 from utils.embed import embed_dataset
 
 
@@ -45,10 +56,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="CPU sizes (under 2 minutes): width 16, batch 64, 2 timed steps, pool 1,000 + 512 ID")
+    p.add_argument("--kind", default="cifar", choices=["cifar", "imagenet"],
+                   help="cifar: ResNet-18 (3x3 stem), 32 px; imagenet: ResNet-50, 224 px views of 256 px images, "
+                        "batch 256 (stages 1-3 only)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device to measure")
-    p.add_argument("--batch_size", type=int, default=0, help="global batch (default 512, 64 with --quick)")
-    p.add_argument("--width", type=int, default=0, help="ResNet-18 width (default 64, 16 with --quick)")
-    p.add_argument("--steps", type=int, default=0, help="timed steps per stage (default 20, 2 with --quick)")
+    p.add_argument("--batch_size", type=int, default=0,
+                   help="global batch (default 512 cifar, 256 imagenet; 64 / 16 with --quick)")
+    p.add_argument("--width", type=int, default=0, help="ResNet width (default 64, 16 with --quick)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="timed steps per stage (default 20 cifar, 5 imagenet; 2 with --quick)")
     p.add_argument("--num_workers", type=int, default=2,
                    help="DataLoader workers of the per-image pipeline, and of the batched one on the CPU")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the training process (0 = torch's)")
@@ -56,22 +72,28 @@ def parse_args(argv=None):
     p.add_argument("--n_id", type=int, default=0,
                    help="ID images (default 12000, 512 with --quick; at least batch x (steps + 2))")
     p.add_argument("--budget", type=int, default=0, help="OOD images per round (default 10000, 250 quick)")
-    p.add_argument("--stages", default="1,2,3,4",
+    p.add_argument("--stages", default="1,2,3,4,6",
                    help="comma list of the stages to run (1 model, 2 steps and augmentation, 3 COLT step, "
-                        "4 COLT round; 5 memory always); without 2, stage 4's epoch uses the model-only step")
+                        "4 COLT round, 6 SDCLR and BCL steps; 5 memory always); without 2, stage 4's epoch uses "
+                        "the model-only step and stage 6 has no batched SimCLR step to compare BCL with")
     p.add_argument("--in_process", action="store_true",
                    help="also time the batched step with the augmentation in the training process (no workers)")
     p.add_argument("--compile", action="store_true", help="also time the model-only step under torch.compile")
     p.add_argument("--out", default="runs/bench/bench_train.json", help="JSON output")
     a = p.parse_args(argv)
-    q = a.quick
-    a.batch_size = a.batch_size or (64 if q else 512)
+    q, imagenet = a.quick, a.kind == "imagenet"
+    a.batch_size = a.batch_size or ((16 if imagenet else 64) if q else (256 if imagenet else 512))
     a.width = a.width or (16 if q else 64)
-    a.steps = a.steps or (2 if q else 20)
-    a.pool, a.n_id = a.pool or (1000 if q else 300000), a.n_id or (512 if q else 12000)
+    a.steps = a.steps or (2 if q else (5 if imagenet else 20))
+    a.pool, a.n_id = a.pool or (1000 if q else 300000), a.n_id or (0 if imagenet else (512 if q else 12000))
     a.n_id = max(a.n_id, a.batch_size * (a.steps + 2))  # the loaders need warm-up + timed batches
     a.budget = a.budget or (250 if q else 10000)
-    a.stages = {int(x) for x in a.stages.split(",")}
+    try:
+        a.stages = {int(x) for x in a.stages.split(",")}
+    except ValueError:
+        p.error(f"--stages takes a comma list of 1-4 and 6, got {a.stages!r}")
+    if imagenet:
+        a.stages.discard(4)  # the round is measured at CIFAR size: a 300K pool of 256 px images is 59 GB
     return a
 
 
@@ -98,36 +120,45 @@ def main(argv=None):
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           a.device if a.device != "auto" else "cpu")
     torch.manual_seed(0)
-    targs = train_simclr.parse_args(["--temperature", "0.2", "--sup_weight", "0.2", "--k_largest_logits", "10"])
-    model = build_simclr("res18", width=a.width, cifar_stem=True, output_ch=128).to(device)
+    targs = train_simclr.parse_args(["--temperature", "0.2", "--sup_weight", "0.2", "--k_largest_logits", "10",
+                                     "--warmup", "0", "--sample_interval", "1"])
+    imagenet = a.kind == "imagenet"
+    size, source = (224, 256) if imagenet else (32, 32)  # view size, stored image size
+    model = build_simclr("res50" if imagenet else "res18", width=a.width, cifar_stem=not imagenet,
+                         output_ch=128).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     b = a.batch_size
     rng = np.random.default_rng(0)
-    id_set = ArrayImageDataset(rng.integers(0, 256, (a.n_id, 32, 32, 3), dtype=np.uint8),
+    id_set = ArrayImageDataset(rng.integers(0, 256, (a.n_id, source, source, 3), dtype=np.uint8),
                                rng.integers(0, 10, a.n_id))
     rows, out = [], {"load_before": os.getloadavg()[0]}
     bench_start = time.perf_counter()
 
-    def train_step(views, colt=None, index=None, is_ood=None):
-        loss = train_simclr.contrastive_loss(model, views, targs, device, is_ood, index, colt)
-        opt.zero_grad(set_to_none=True)
+    simclr = SimCLR(model, targs.temperature, targs.precision)
+
+    def train_step(views, colt=None, index=None, is_ood=None, method=simclr, runner=None, optimizer=opt):
+        n = views.shape[0]
+        batch = Batch(views, torch.arange(n) if index is None else index,
+                      torch.zeros(n, dtype=torch.bool) if is_ood is None else is_ood)
+        out = method.step(batch, runner)
+        loss = out.loss if colt is None else out.loss + colt.extra_loss(out)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
+        if colt is not None:
+            colt.step_end(out, 1)
 
     # (1) model only
-    random_views = torch.randint(0, 256, (b, 2, 3, 32, 32), dtype=torch.uint8, device=device)
+    random_views = torch.randint(0, 256, (b, 2, 3, size, size), dtype=torch.uint8, device=device)
     t_model = timed_steps(lambda i: train_step(random_views), a.steps, device)
     out["model_only_img_s"] = b / t_model
     rows.append(("(1) model only (fwd+bwd+SGD)", b / t_model, 1.0))
     if a.compile:
-        compiled = torch.compile(model)
+        compiled = torch.compile(simclr)
         def step_c(i):
-            loss = train_simclr.contrastive_loss(compiled, random_views, targs, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(random_views, runner=compiled)
         start = time.perf_counter()
         step_c(0)
         out["compile_first_step_s"] = time.perf_counter() - start
@@ -142,7 +173,7 @@ def main(argv=None):
         data = IdOodDataset(id_set)
         sampler = EpochSampler(len(data), b, seed=1)
         sampler.set_epoch(1)
-        loader = DataLoader(SeededViews(data, TwoViews(simclr_augmentation("cifar"))), batch_size=b,
+        loader = DataLoader(SeededViews(data, TwoViews(simclr_augmentation(a.kind))), batch_size=b,
                             sampler=sampler, num_workers=a.num_workers, drop_last=True,
                             persistent_workers=a.num_workers > 0, pin_memory=device.type == "cuda")
         it = iter(loader)
@@ -154,7 +185,7 @@ def main(argv=None):
         # in worker processes, as train_simclr --aug_device gpu with --num_workers)
         id_images = array_images(id_set).to(device)
         workers = a.num_workers if device.type == "cpu" else 0
-        batches = DeviceBatches(data, id_images, sampler, aug_config("cifar"), 1, device, workers)
+        batches = DeviceBatches(data, id_images, sampler, aug_config(a.kind), 1, device, workers)
         it, timed = iter(batches), min(a.steps, len(batches) - 1)
         t_gpu = timed_steps(lambda i: train_step(next(it)[0]), timed, device)
         del it, batches
@@ -163,13 +194,13 @@ def main(argv=None):
         out["batched_step_img_s"] = b / t_gpu
         out["batched_over_per_image"] = t_cpu / t_gpu
         if a.in_process and workers:
-            it = iter(DeviceBatches(data, id_images, sampler, aug_config("cifar"), 1, device))
+            it = iter(DeviceBatches(data, id_images, sampler, aug_config(a.kind), 1, device))
             t_in = timed_steps(lambda i: train_step(next(it)[0]), timed, device)
             rows.append(("(2c) SimCLR step, batched aug in the training process", b / t_in, t_model / t_in))
             out["batched_in_process_step_img_s"] = b / t_in
 
         # augmentation alone (one process, no model), in a worker's single thread on the CPU
-        views = TwoViews(simclr_augmentation("cifar"))
+        views = TwoViews(simclr_augmentation(a.kind))
         imgs = array_images(id_set, np.arange(b))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -180,7 +211,7 @@ def main(argv=None):
         if device.type == "cuda":
             torch.set_num_threads(threads)
         dev_imgs = imgs.to(device)
-        t_aug_b = timed_steps(lambda i: two_views(dev_imgs, aug_config("cifar"), 1, 1, i), a.steps, device)
+        t_aug_b = timed_steps(lambda i: two_views(dev_imgs, aug_config(a.kind), 1, 1, i), a.steps, device)
         torch.set_num_threads(threads)
         rows.append(("aug only, per image (1 thread, 2 views)", b / t_aug_cpu, float("nan")))
         rows.append((f"aug only, batched (2 views{', 1 thread' if device.type == 'cpu' else ''})", b / t_aug_b,
@@ -189,7 +220,7 @@ def main(argv=None):
 
     if 3 in a.stages:
         # (3) SimCLR+COLT step vs plain, on the same random views (a quarter of the batch OOD)
-        colt = COLTState(a.n_id, 0.97, 0, 25, device)
+        colt = COLT(a.n_id, COLTConfig.from_args(targs, a.pool), device)
         index = torch.arange(b) % a.n_id
         is_ood = torch.arange(b) >= 3 * b // 4
         t_colt = timed_steps(lambda i: train_step(random_views, colt, index, is_ood), a.steps, device)
@@ -213,6 +244,39 @@ def main(argv=None):
                      f"fraction of an epoch", (a.pool + a.n_id) / t_embed, t_round / epoch_s))
         out.update(round_s=t_round, embed_s=t_embed, round_over_epoch=t_round / epoch_s)
 
+    if 6 in a.stages:
+        # (6) SDCLR: B dense + B pruned image forwards, as SimCLR's 2B; the release's two passes add one
+        net = build_sdclr("res50" if imagenet else "res18", width=a.width, cifar_stem=not imagenet, output_ch=128,
+                          dual_bn=True).to(device)
+        if device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        net.update_masks(0.9)
+        sdclr = SDCLR(net, targs.temperature, targs.precision, 0.9)
+        sdclr_opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        t_sdclr = timed_steps(lambda i: train_step(random_views, method=sdclr, optimizer=sdclr_opt), a.steps, device)
+        rows.append(("(6a) SDCLR step, one forward of both branches (ratio = time / SimCLR's)", b / t_sdclr,
+                     t_sdclr / t_model))
+        from bench.bench_sdclr import two_pass_step
+        from utils.device import to_device
+        x1, x2 = to_device(random_views[:, 0], device), to_device(random_views[:, 1], device)
+        t_two = timed_steps(lambda i: two_pass_step(net, sdclr_opt, x1, x2, device, targs.precision), a.steps,
+                            device)
+        rows.append(("(6b) SDCLR step, the release's two passes (ratio = time / SimCLR's)", b / t_two,
+                     t_two / t_model))
+        out.update(sdclr_over_simclr=t_sdclr / t_model, sdclr_two_pass_over_simclr=t_two / t_model)
+        if 2 in a.stages:  # BCL on the batched path against the batched SimCLR step of stage 2
+            for k, label in ((1, "BCL-I"), (2, "BCL-D")):
+                sampler.set_strengths(torch.rand(len(data), generator=torch.Generator().manual_seed(k)))
+                batches = DeviceBatches(data, id_images, sampler, aug_config(a.kind), 1, device, workers,
+                                        randaug=RandAugConfig(k=k))
+                it = iter(batches)
+                t_bcl = timed_steps(lambda i: train_step(next(it)[0]), timed, device)
+                del it, batches
+                rows.append((f"(6c) {label} augmentation + SimCLR step, batched (ratio = time / batched SimCLR's)",
+                             b / t_bcl, t_bcl / t_gpu))
+                out[f"{label.lower().replace('-', '_')}_over_batched_simclr"] = t_bcl / t_gpu
+            sampler.set_strengths(None)
+
     # (5) memory
     out["peak_host_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
@@ -221,10 +285,13 @@ def main(argv=None):
 
     out.update(device=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
                torch=torch.__version__, torchvision=torchvision.__version__, threads=torch.get_num_threads(),
+               kind=a.kind, model="res50" if imagenet else "res18", view_size=size, n_id=a.n_id,
+               pool=a.pool if 4 in a.stages else None, budget=a.budget if 4 in a.stages else None,
                batch_size=b, width=a.width, steps=a.steps, date=time.strftime("%Y-%m-%d %H:%M"),
                load_after=os.getloadavg()[0], seconds=time.perf_counter() - bench_start)
     print(f"{out['date']} device {out['device']} ({device.type}, {out['threads']} threads), torch {out['torch']}, "
-          f"torchvision {out['torchvision']}, batch {b}, ResNet-18 width {a.width}, {a.steps} timed steps; "
+          f"torchvision {out['torchvision']}, batch {b}, {'ResNet-50' if imagenet else 'ResNet-18'} width {a.width}, "
+          f"{size} px, {a.steps} timed steps; "
           f"load average {out['load_before']:.1f} before, {out['load_after']:.1f} after; {out['seconds']:.0f} s")
     print("| stage | images/s | ratio |\n|---|---|---|")
     for name, ips, ratio in rows:

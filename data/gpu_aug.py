@@ -264,17 +264,23 @@ def grayscale(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, apply: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Per-image Gaussian blur (torchvision's kernel: softmax of -(d / sigma)^2 / 2 over d = -k/2..k/2,
-    reflect padding, rounded), as one grouped separable convolution."""
+    reflect padding, rounded), as one grouped separable convolution.
+
+    On CUDA the convolution runs in float64: cuDNN may compute float32 convolutions in TF32 (PyTorch's
+    default), whose 10-bit mantissa would move many pixels across a rounding boundary (a level off the CPU's
+    result); the blur is a small part of a step, so the cost does not matter."""
     n, c, h, w = x.shape
     half = (kernel_size - 1) / 2
     d = torch.linspace(-half, half, kernel_size, device=x.device)
     k = torch.softmax(-(d[None] / sigma.to(x.device)[:, None]).pow(2) / 2, dim=1)  # (n, k)
     k = k.repeat_interleave(c, dim=0)  # one kernel per (image, channel) group
+    dtype = torch.float64 if x.is_cuda else x.dtype
+    k = k.to(dtype)
     pad = kernel_size // 2
-    y = F.pad(x.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
+    y = F.pad(x.reshape(1, n * c, h, w).to(dtype), (pad, pad, pad, pad), mode="reflect")
     y = F.conv2d(y, k[:, None, None, :], groups=n * c)
     y = F.conv2d(y, k[:, None, :, None], groups=n * c)
-    return torch.where(apply[:, None, None, None], y.reshape(n, c, h, w).round_(), x)
+    return torch.where(apply[:, None, None, None], y.reshape(n, c, h, w).round_().to(x.dtype), x)
 
 
 def augment(images: torch.Tensor, params: AugParams, config: AugConfig, crop: bool = True) -> torch.Tensor:

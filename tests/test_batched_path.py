@@ -70,3 +70,32 @@ def test_batched_training_reaches_a_loss_comparable_to_the_per_image_path(synthe
     assert len(per_image) == len(batched) == 2
     assert all(np.isfinite(batched + per_image))
     assert abs(batched[1] - per_image[1]) < 0.15 * per_image[1]
+
+
+@pytest.mark.cuda
+def test_device_resident_uint8_batches_on_the_accelerator_equal_the_cpu(accelerator):
+    """ID images and the chosen OOD items held on the device as uint8, a batch gathered there and both views
+    made there: the same items, OOD flags and views as on the CPU (views within the tolerance of
+    tests/test_gpu_aug.py: at most 3 levels on at most 1% of the values)."""
+    from data.datasets import ArrayImageDataset
+    from data.device_loader import DeviceBatches, array_images
+    from tests.test_gpu_aug import assert_levels_agree
+    rng = np.random.default_rng(3)
+    data = IdOodDataset(ArrayImageDataset(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)),
+                        ArrayImageDataset(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)))
+    data.set_ood_indices([29, 3, 17, 8, 11, 0, 21, 5])
+    sampler = EpochSampler(len(data), 16, seed=2)
+    sampler.set_epoch(3)
+    config = aug_config("cifar")
+    cpu = list(DeviceBatches(data, array_images(data.id_set), sampler, config, 2, torch.device("cpu")))
+    resident = array_images(data.id_set).to(accelerator)
+    batches = DeviceBatches(data, resident, sampler, config, 2, accelerator)
+    assert batches.images.dtype == torch.uint8 and batches.images.device.type == accelerator.type
+    assert batches.images.shape == (48, 3, 32, 32)
+    ours = list(batches)
+    assert len(ours) == len(cpu) == 3
+    for (views, _, index, is_ood), (cpu_views, _, cpu_index, cpu_ood) in zip(ours, cpu):
+        assert views.device.type == accelerator.type and views.shape == (16, 2, 3, 32, 32)
+        assert torch.equal(index, cpu_index) and torch.equal(is_ood, cpu_ood)
+        assert_levels_agree(views, cpu_views)
+    assert torch.cat([b[3] for b in ours]).sum() == 8

@@ -104,3 +104,29 @@ def test_sampling_epochs():
     assert [e for e in range(1, 200) if state.is_sampling_epoch(e)] == [101, 126, 151, 176]
     with pytest.raises(ValueError):
         COLT(10, config(-1))
+
+
+
+@pytest.mark.cuda
+def test_selection_on_the_accelerator_equals_the_cpu(accelerator):
+    """Both rules on 600 clustered ID and 3,000 pool embeddings (64-d), budget 500: the same pool items in
+    the same order and the same owners (k-means runs on the CPU either way; similarities in float32 differ
+    by about 1e-7, far below the gaps between neighbouring items' similarities)."""
+    g = torch.Generator().manual_seed(8)
+    centres = torch.randn(10, 64, generator=g)
+    ids = centres.repeat_interleave(60, dim=0) + 0.3 * torch.randn(600, 64, generator=g)
+    pool = torch.randn(3000, 64, generator=g)
+    scores = torch.rand(600, generator=g).numpy()
+    scores[::7] = np.nan  # never-seen samples
+    cpu = select_by_clusters(ids, pool, scores, 500, 10, 1.0, seed=0)
+    ours = select_by_clusters(ids.to(accelerator), pool.to(accelerator), scores, 500, 10, 1.0, seed=0)
+    assert np.array_equal(ours.ood_indices, cpu.ood_indices) and np.array_equal(ours.ood_cluster, cpu.ood_cluster)
+    assert np.array_equal(ours.budgets, cpu.budgets) and ours.budgets.sum() == 500
+    cpu = select_by_neighbours(ids, pool, scores, 500, k=10, chunk=1024)
+    ours = select_by_neighbours(ids.to(accelerator), pool.to(accelerator), scores, 500, k=10, chunk=1024)
+    # items with the same neighbours tie: compare the chosen items' scores (equal sets up to ties)
+    filled = torch.as_tensor(np.where(np.isnan(scores), np.nanmean(scores), scores))
+    neighbours = (F.normalize(pool, dim=1) @ F.normalize(ids, dim=1).t()).topk(10, dim=1).indices
+    tailness = -filled[neighbours].mean(dim=1).numpy()
+    np.testing.assert_allclose(np.sort(tailness[ours.ood_indices]), np.sort(tailness[cpu.ood_indices]), atol=1e-6)
+    assert len(np.unique(ours.ood_indices)) == 500

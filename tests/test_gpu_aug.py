@@ -139,3 +139,38 @@ def test_precropped_views_get_the_rest_of_the_pipeline(images):
     out = A.two_views(pairs, cfg, seed=0, epoch=1, step=0, crop=False)
     assert out.shape == pairs.shape and out.dtype == torch.float32
     assert not math.isnan(out.sum().item())
+
+
+def assert_levels_agree(ours: torch.Tensor, cpu: torch.Tensor, levels: int = 3, frac: float = 0.01):
+    """Accelerator vs CPU on the same input and parameters: every op ends on whole levels, so float
+    reductions in another order move a value only where it sat on a rounding boundary; such a 1-level step
+    can grow through a later contrast or saturation factor (<= 1.4) and hue, hence a few levels, rarely."""
+    diff = (ours.cpu() - cpu).abs()
+    assert diff.max() <= levels, diff.max()
+    assert (diff > 0).float().mean() <= frac, (diff > 0).float().mean()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind,shape", [("cifar", (32, 32)), ("imagenet", (72, 96))])
+def test_batched_augmentation_on_the_accelerator_equals_the_cpu(accelerator, kind, shape):
+    """Both views of 24 images, the same parameters (drawn on the CPU): crop and resize, flip, jitter in each
+    image's order, grayscale, and for ImageNet-size views the blur. At most 3 levels apart on at most 1% of
+    the values (assert_levels_agree)."""
+    cfg = A.aug_config(kind)
+    x = torch.randint(0, 256, (24, 3) + shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(6))
+    cpu = A.two_views(x, cfg, seed=3, epoch=2, step=5)
+    ours = A.two_views(x.to(accelerator), cfg, seed=3, epoch=2, step=5)
+    assert ours.device.type == accelerator.type and ours.dtype == torch.float32
+    assert_levels_agree(ours, cpu)
+    # each op alone, on the views' own inputs
+    params = A.sample_params(24, *shape, cfg, torch.Generator().manual_seed(7))
+    crop_cpu = A.resized_crop(x, params.boxes, cfg.size, params.flip)
+    crop = A.resized_crop(x.to(accelerator), params.boxes, cfg.size, params.flip.to(accelerator))
+    assert_levels_agree(crop, crop_cpu, levels=1)
+    jitter_cpu = A.colour_jitter(crop_cpu, params.jitter, params.factors, params.order)
+    jitter = A.colour_jitter(crop_cpu.to(accelerator), params.jitter.to(accelerator),
+                             params.factors.to(accelerator), params.order.to(accelerator))
+    assert_levels_agree(jitter, jitter_cpu)
+    blur_cpu = A.gaussian_blur(crop_cpu, params.blur | True, params.sigma, cfg.blur_kernel)
+    blur = A.gaussian_blur(crop_cpu.to(accelerator), (params.blur | True).to(accelerator), params.sigma, cfg.blur_kernel)
+    assert_levels_agree(blur, blur_cpu, levels=1)

@@ -212,3 +212,46 @@ def test_select_errors(pool):
         mak.select(**pool, sampling_num=5, mode="best")
     with pytest.raises(ValueError, match="disagree"):
         mak.select(**dict(pool, distance=pool["distance"][:-1]), sampling_num=5, mode="mak")
+
+
+def assert_same_greedy_picks(ours, reference, candidates, covered, tie=1e-5):
+    """Equal pick sequences, or sequences that part at a near-tie: where they first differ, both picks'
+    largest similarity to what was covered then (float64) lies within ``tie`` of each other."""
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    if np.array_equal(ours, reference):
+        return
+    s = int(np.flatnonzero(ours != reference)[0])
+    x = F.normalize(torch.as_tensor(candidates, dtype=torch.float64), dim=1)
+    y = torch.cat([F.normalize(torch.as_tensor(covered, dtype=torch.float64), dim=1), x[reference[:s]]])
+    best = (x[[ours[s], reference[s]]] @ y.T).amax(dim=1)
+    assert abs(best[0] - best[1]) < tie, f"picks part at step {s} without a tie: {best.tolist()}"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("gram_max_bytes", [2 ** 31, 0], ids=["gram", "matvec"])
+def test_k_center_on_the_accelerator_equals_the_cpu(accelerator, gram_max_bytes):
+    """K = 300 of 2,000 candidates with 1,500 covered at d = 64, both per-step paths: the same picks in the
+    same order (or the same up to a near-tie, assert_same_greedy_picks)."""
+    rng = np.random.default_rng(11)
+    candidates = rng.standard_normal((2000, 64)).astype(np.float32)
+    covered = rng.standard_normal((1500, 64)).astype(np.float32)
+    cpu = mak.k_center_greedy(candidates, covered, 300, chunk=512, gram_max_bytes=gram_max_bytes)
+    ours = mak.k_center_greedy(candidates, covered, 300, device=accelerator, chunk=512,
+                               gram_max_bytes=gram_max_bytes)
+    assert len(np.unique(ours)) == 300
+    assert_same_greedy_picks(ours, cpu, candidates, covered)
+
+
+@pytest.mark.cuda
+def test_ecle_and_proximity_on_the_accelerator_equal_the_cpu(accelerator):
+    """ECLE of 3,000 items, R = 4 passes, 3 repeats, batch 512 (a partial last batch), t = 0.2: within 1e-4
+    relative (float32 exps and sums, summed in float64). Distances to 10 centroids: within 1e-6."""
+    rng = np.random.default_rng(12)
+    views = [rng.standard_normal((3000, 128)).astype(np.float32) for _ in range(4)]
+    cpu = mak.ecle(views, temperature=0.2, batch_size=512, repeats=3, seed=4)
+    ours = mak.ecle(views, temperature=0.2, batch_size=512, repeats=3, seed=4, device=accelerator)
+    np.testing.assert_allclose(ours, cpu, rtol=1e-4, atol=0)
+    pool = rng.standard_normal((5000, 256)).astype(np.float32)
+    centroids = rng.standard_normal((10, 256)).astype(np.float32)
+    np.testing.assert_allclose(mak.centroid_distance(pool, centroids, device=accelerator, chunk=2048),
+                               mak.centroid_distance(pool, centroids, chunk=2048), rtol=0, atol=1e-6)

@@ -93,3 +93,32 @@ def test_embeddings_probes_and_mak_inference_feed_the_same_input(images, model):
     assert len(model.seen) == 5
     for seen in model.seen:
         assert torch.equal(seen, reference)
+
+
+@pytest.mark.cuda
+def test_model_input_from_pinned_memory_in_channels_last_on_the_accelerator(accelerator, images, monkeypatch):
+    """uint8 and float-level batches, from pinned memory on CUDA (moved with non_blocking), give the CPU's
+    model input within 1e-6 (the same multiply-add, perhaps fused), in channels_last on CUDA; a
+    channels_last model on it gives the CPU model's output with cosine >= 0.9999 per row (TF32 off)."""
+    x = nchw(images).contiguous()
+    cpu_input = to_device(x, CPU)
+    for batch in (x, x.float()):
+        if accelerator.type == "cuda":
+            batch = batch.pin_memory()
+            assert batch.is_pinned()
+        out = to_device(batch, accelerator)
+        assert out.device.type == accelerator.type and out.dtype == torch.float32
+        if accelerator.type == "cuda":
+            assert out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out.cpu(), cpu_input, rtol=0, atol=1e-6)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    net = build_simclr("res18", width=8, output_ch=16).eval()
+    with torch.no_grad():
+        reference = net(cpu_input)
+        net.to(accelerator)
+        if accelerator.type == "cuda":
+            net.to(memory_format=torch.channels_last)
+        ours = net(to_device(x, accelerator)).cpu()
+    cosine = torch.nn.functional.cosine_similarity(ours, reference, dim=1)
+    assert cosine.min() >= 0.9999, cosine.min()

@@ -71,3 +71,25 @@ def test_state_round_trip():
     assert torch.equal(other.scores.nan_to_num(-1), tracker.scores.nan_to_num(-1)) and other.beta == 0.5
     with pytest.raises(ValueError, match="for 3 samples"):
         TailnessTracker(4).load_state_dict(tracker.state_dict())
+
+
+@pytest.mark.cuda
+def test_tailness_and_its_ema_on_the_accelerator_equal_the_cpu(accelerator):
+    """512 pairs of 128-d embeddings (the papers' batch), k = 10, t = 0.2, then three EMA updates over
+    overlapping index sets: within 1e-6 absolute (scores are sums of ten probabilities below 1)."""
+    g = torch.Generator().manual_seed(7)
+    z1, z2 = torch.randn(512, 128, generator=g), torch.randn(512, 128, generator=g)
+    trackers = {}
+    raws = {}
+    for device in (torch.device("cpu"), accelerator):
+        logits, _ = nt_xent_logits(z1.to(device), z2.to(device), 0.2)
+        raws[device] = raw = raw_tailness(logits, 10)
+        tracker = TailnessTracker(1000, beta=0.97, device=device)
+        for epoch, start in enumerate((0, 300, 488), start=1):
+            tracker.update(torch.arange(start, start + 512), raw, epoch)
+        trackers[device] = tracker
+    cpu, ours = trackers[torch.device("cpu")], trackers[accelerator]
+    assert raws[accelerator].device.type == accelerator.type
+    torch.testing.assert_close(raws[accelerator].cpu(), raws[torch.device("cpu")], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.scores.cpu(), cpu.scores, rtol=0, atol=1e-6, equal_nan=True)
+    assert torch.equal(ours.last_seen.cpu(), cpu.last_seen)

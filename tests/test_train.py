@@ -1,4 +1,5 @@
 """The pre-training script end to end on tiny settings: a step, crash-and-resume, errors, two processes."""
+import math
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import torch
 import train_simclr
 from data.synthetic import load_synthetic
 from methods import Batch, SimCLR
+from sampling.colt import COLT, COLTConfig
 from models import build_simclr
 from tests.conftest import REPO_ROOT
 from tests.multiprocess import run_processes
@@ -164,3 +166,50 @@ def test_two_steps_on_real_cifar_images(shared_data, tmp_path):
     log = (run_dir / "log.txt").read_text()
     assert f"cifar10: {len(split)} training images" in log and "epoch 1/1 loss" in log
     assert torch.isfinite(torch.load(run_dir / "model.pt", weights_only=True)["state_dict"]["fc.fc2.weight"]).all()
+
+
+def _colt_step(device, precision, views, index, is_ood):
+    """Loss, parameter gradients and tailness scores of one SimCLR+COLT step of a fixed model."""
+    torch.manual_seed(0)
+    model = build_simclr("res18", width=16, output_ch=32).to(device)  # BN in train mode: batch statistics
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    args = train_simclr.parse_args(["--COLT", "--sup_weight", "0.2", "--k_largest_logits", "10",
+                                    "--precision", precision, "--warmup", "0", "--sample_interval", "1"])
+    colt = COLT(64, COLTConfig.from_args(args, pool_size=64), device)
+    out = SimCLR(model, args.temperature, args.precision).step(Batch(views, index, is_ood))
+    loss = out.loss + colt.extra_loss(out)
+    loss.backward()
+    colt.step_end(out, epoch=1)
+    grads = torch.cat([p.grad.flatten().cpu() for p in model.parameters()])
+    return loss.item(), grads, colt.tracker.scores.cpu()
+
+
+def _cosine(a, b):
+    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0).item()
+
+
+@pytest.mark.cuda
+def test_training_loss_and_gradients_on_the_accelerator_equal_the_cpu(accelerator, monkeypatch):
+    """One SimCLR+COLT step (NT-Xent + distribution loss + tailness) of a width-16 ResNet-18 on 48 ID and
+    16 OOD images. fp32 with TF32 off (cuDNN's TF32 convolutions are PyTorch's default; off here so that
+    only reduction order differs): loss within 1e-4 relative, gradient cosine >= 0.9999, tailness within
+    1e-4. bf16 autocast against fp32 on the accelerator: loss within 2e-2 relative, gradient cosine
+    >= 0.97, tailness within 2e-2 (bf16 keeps 8 mantissa bits; the losses and scores stay float32)."""
+    g = torch.Generator().manual_seed(1)
+    views = torch.randint(0, 256, (64, 2, 3, 32, 32), dtype=torch.uint8, generator=g)
+    index = torch.arange(64)
+    is_ood = torch.arange(64) >= 48
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    cpu = _colt_step(torch.device("cpu"), "fp32", views, index, is_ood)
+    fp32 = _colt_step(accelerator, "fp32", views, index, is_ood)
+    assert math.isclose(fp32[0], cpu[0], rel_tol=1e-4)
+    assert _cosine(fp32[1], cpu[1]) >= 0.9999
+    torch.testing.assert_close(fp32[2], cpu[2], rtol=0, atol=1e-4, equal_nan=True)
+    assert (~torch.isnan(cpu[2])).sum() == 48
+    monkeypatch.undo()
+    bf16 = _colt_step(accelerator, "bf16", views, index, is_ood)
+    fp32 = _colt_step(accelerator, "fp32", views, index, is_ood)
+    assert math.isclose(bf16[0], fp32[0], rel_tol=2e-2)
+    assert _cosine(bf16[1], fp32[1]) >= 0.97
+    torch.testing.assert_close(bf16[2], fp32[2], rtol=0, atol=2e-2, equal_nan=True)

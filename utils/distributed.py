@@ -2,6 +2,14 @@
 
 Launch with ``torchrun`` (it sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or run plainly
 for a single process. No other module calls ``torch.distributed`` directly.
+
+Two environment variables override the defaults, for checks on a machine with fewer GPUs than processes
+(NCCL refuses two ranks on one GPU; gloo accepts CUDA tensors, SyncBatchNorm included):
+
+* ``LTSSL_DIST_BACKEND`` = ``nccl`` or ``gloo``: the process-group backend (default: NCCL on CUDA, gloo
+  on the CPU; NCCL needs CUDA).
+* ``LTSSL_SHARE_GPU`` = ``1``: processes share the visible GPUs, local rank r on ``cuda:(r mod count)``.
+  Without it a local rank with no GPU of its own is an error.
 """
 from __future__ import annotations
 
@@ -33,10 +41,41 @@ def _env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
+BACKEND_ENV = "LTSSL_DIST_BACKEND"
+SHARE_GPU_ENV = "LTSSL_SHARE_GPU"
+BACKENDS = ("nccl", "gloo")
+
+
+def choose_backend(device: str) -> str:
+    """The process-group backend for ``device`` ("cuda" or "cpu"): ``LTSSL_DIST_BACKEND`` if set, else NCCL
+    on CUDA and gloo on the CPU. Raises ValueError for an unknown name or NCCL without CUDA."""
+    backend = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if not backend:
+        return "nccl" if device == "cuda" else "gloo"
+    if backend not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "nccl" and device != "cuda":
+        raise ValueError(f"{BACKEND_ENV}=nccl needs CUDA, but this process runs on the {device}")
+    return backend
+
+
+def gpu_index(local_rank: int, count: int) -> int:
+    """The GPU of local rank ``local_rank`` among ``count`` visible ones: its own, or with
+    ``LTSSL_SHARE_GPU=1`` ``local_rank mod count``. Raises ValueError when it has none."""
+    if os.environ.get(SHARE_GPU_ENV, "") == "1":
+        return local_rank % count
+    if local_rank >= count:
+        raise ValueError(f"local rank {local_rank} has no GPU of its own ({count} visible): start at most "
+                         f"{count} processes per node, or set {SHARE_GPU_ENV}=1 to share them (with "
+                         f"{BACKEND_ENV}=gloo: NCCL refuses two ranks on one GPU)")
+    return local_rank
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Start the process group if torchrun launched several processes, and pick this process's device.
 
-    ``device`` is "auto" (CUDA when available), "cuda" or "cpu". Backend: NCCL on CUDA, gloo on CPU.
+    ``device`` is "auto" (CUDA when available), "cuda" or "cpu". Backend: NCCL on CUDA, gloo on CPU, unless
+    ``LTSSL_DIST_BACKEND`` says otherwise; ``LTSSL_SHARE_GPU=1`` lets processes share GPUs (module docstring).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -45,14 +84,20 @@ def init_distributed(device: str = "auto") -> DistInfo:
     rank, world_size = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
     if device == "cuda":
-        torch.cuda.set_device(local_rank)
-        torch_device = torch.device("cuda", local_rank)
+        torch_device = torch.device("cuda", gpu_index(local_rank, torch.cuda.device_count()))
+        torch.cuda.set_device(torch_device)
     else:
         torch_device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo",
-                                device_id=torch_device if device == "cuda" else None)
+        backend = choose_backend(device)
+        # device_id binds NCCL's communicator to this GPU at once; gloo takes no device
+        dist.init_process_group(backend=backend, device_id=torch_device if backend == "nccl" else None)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
+
+
+def backend_name() -> str | None:
+    """The backend of the running process group ("nccl", "gloo"), None without one."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
 
 
 def cleanup() -> None:
