@@ -102,6 +102,23 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def interleaved(steps: dict, rounds: int, device) -> dict:
+    """Median seconds per call of each step, timed one call each in turn for ``rounds`` rounds after one
+    warm-up call each."""
+    import statistics
+    for step in steps.values():
+        step(0)
+    sync(device)
+    times = {name: [] for name in steps}
+    for r in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(r + 1)
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def timed_steps(step, n: int, device) -> float:
     """Seconds per call of ``step`` over n calls after one warm-up call."""
     step(0)
@@ -245,7 +262,11 @@ def main(argv=None):
         out.update(round_s=t_round, embed_s=t_embed, round_over_epoch=t_round / epoch_s)
 
     if 6 in a.stages:
-        # (6) SDCLR: B dense + B pruned image forwards, as SimCLR's 2B; the release's two passes add one
+        # (6) SDCLR: B dense + B pruned image forwards, as SimCLR's 2B; the release's two passes add one.
+        # The steps are timed in interleaved rounds (the median round of each), so that load changes on a
+        # shared machine hit every method alike.
+        from bench.bench_sdclr import two_pass_step
+        from utils.device import to_device
         net = build_sdclr("res50" if imagenet else "res18", width=a.width, cifar_stem=not imagenet, output_ch=128,
                           dual_bn=True).to(device)
         if device.type == "cuda":
@@ -253,29 +274,30 @@ def main(argv=None):
         net.update_masks(0.9)
         sdclr = SDCLR(net, targs.temperature, targs.precision, 0.9)
         sdclr_opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-        t_sdclr = timed_steps(lambda i: train_step(random_views, method=sdclr, optimizer=sdclr_opt), a.steps, device)
-        rows.append(("(6a) SDCLR step, one forward of both branches (ratio = time / SimCLR's)", b / t_sdclr,
-                     t_sdclr / t_model))
-        from bench.bench_sdclr import two_pass_step
-        from utils.device import to_device
         x1, x2 = to_device(random_views[:, 0], device), to_device(random_views[:, 1], device)
-        t_two = timed_steps(lambda i: two_pass_step(net, sdclr_opt, x1, x2, device, targs.precision), a.steps,
-                            device)
-        rows.append(("(6b) SDCLR step, the release's two passes (ratio = time / SimCLR's)", b / t_two,
-                     t_two / t_model))
-        out.update(sdclr_over_simclr=t_sdclr / t_model, sdclr_two_pass_over_simclr=t_two / t_model)
-        if 2 in a.stages:  # BCL on the batched path against the batched SimCLR step of stage 2
-            for k, label in ((1, "BCL-I"), (2, "BCL-D")):
-                sampler.set_strengths(torch.rand(len(data), generator=torch.Generator().manual_seed(k)))
-                batches = DeviceBatches(data, id_images, sampler, aug_config(a.kind), 1, device, workers,
-                                        randaug=RandAugConfig(k=k))
-                it = iter(batches)
-                t_bcl = timed_steps(lambda i: train_step(next(it)[0]), timed, device)
-                del it, batches
-                rows.append((f"(6c) {label} augmentation + SimCLR step, batched (ratio = time / batched SimCLR's)",
-                             b / t_bcl, t_bcl / t_gpu))
-                out[f"{label.lower().replace('-', '_')}_over_batched_simclr"] = t_bcl / t_gpu
+        steps = {"simclr": lambda i: train_step(random_views),
+                 "sdclr": lambda i: train_step(random_views, method=sdclr, optimizer=sdclr_opt),
+                 "two_pass": lambda i: two_pass_step(net, sdclr_opt, x1, x2, device, targs.precision)}
+        t = interleaved(steps, max(a.steps, 3), device)
+        rows.append(("(6a) SDCLR step, one forward of both branches (ratio = time / SimCLR's)", b / t["sdclr"],
+                     t["sdclr"] / t["simclr"]))
+        rows.append(("(6b) SDCLR step, the release's two passes (ratio = time / SimCLR's)", b / t["two_pass"],
+                     t["two_pass"] / t["simclr"]))
+        out.update(sdclr_over_simclr=t["sdclr"] / t["simclr"], sdclr_two_pass_over_simclr=t["two_pass"] / t["simclr"])
+        if 2 in a.stages:  # BCL on the batched path against the batched SimCLR step, same sampler and data
+            loaders = {}
+            for k, label in ((0, "SimCLR"), (1, "BCL-I"), (2, "BCL-D")):
+                sampler.set_strengths(torch.rand(len(data), generator=torch.Generator().manual_seed(k)) if k else None)
+                loaders[label] = iter(DeviceBatches(data, id_images, sampler, aug_config(a.kind), 1, device, workers,
+                                                    randaug=RandAugConfig(k=k) if k else None))
             sampler.set_strengths(None)
+            t = interleaved({label: (lambda i, it=it: train_step(next(it)[0])) for label, it in loaders.items()},
+                            min(max(a.steps, 3), len(sampler) // b - 2), device)
+            for label in ("BCL-I", "BCL-D"):
+                rows.append((f"(6c) {label} augmentation + SimCLR step, batched (ratio = time / batched SimCLR's)",
+                             b / t[label], t[label] / t["SimCLR"]))
+                out[f"{label.lower().replace('-', '_')}_over_batched_simclr"] = t[label] / t["SimCLR"]
+            del loaders
 
     # (5) memory
     out["peak_host_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
