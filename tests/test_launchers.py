@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import REPO_ROOT
 
@@ -140,8 +141,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_cifar10_script_end_to_end_on_a_tiny_fixture(tmp_path):
-    """Pre-training with COLT, both probes and the report on a CIFAR-format fixture, on the CPU."""
+def tiny_cifar10(tmp_path):
+    """A CIFAR-10-format folder (60 images a class, a 300-image pool) and the split files the launcher reads."""
     from data.cifar import write_cifar
     rng = np.random.default_rng(0)
     per_class, test_per_class = 60, 20
@@ -158,9 +159,15 @@ def test_cifar10_script_end_to_end_on_a_tiny_fixture(tmp_path):
     np.save(splits / "trainIdxList.npy", np.concatenate([m[10:] for m in members]))
     np.save(splits / "split1_D_i.npy", np.concatenate([m[10:10 + n] for m, n in zip(members, lt_counts)]))
     np.save(splits / "split1_S_b.npy", np.concatenate([m[10:14] for m in members]))
+    return tmp_path / "data", splits
+
+
+def test_cifar10_script_end_to_end_on_a_tiny_fixture(tmp_path):
+    """Pre-training with COLT, both probes and the report on a CIFAR-format fixture, on the CPU."""
+    data, splits = tiny_cifar10(tmp_path)
     runs = tmp_path / "runs"
     result = launch("cifar-10-LT_extra.sh", "-g", "1", "-p", str(_free_port()), "-w", "0", "--split", "split1_D_i",
-                    "--save_dir", "COLT", "--COLT", "True", "--data", str(tmp_path / "data"), "--split_dir",
+                    "--save_dir", "COLT", "--COLT", "True", "--data", str(data), "--split_dir",
                     str(splits), "--runs_dir", str(runs), "-e", "2", "--warmup", "1", "--sample_interval", "1",
                     "--budget", "32", "--batch_size", "32", "--width", "4", "--k_means_clusters", "3",
                     "--k_largest_logits", "5", "--cached_features", "True", "--probe_epochs", "2",
@@ -185,3 +192,56 @@ def test_the_first_failing_step_stops_the_script(tmp_path):
     assert result.returncode != 0
     log = (tmp_path / "SimCLR_split1_D_i" / "bash_log.txt").read_text()
     assert "train_linear.py" in log and "train_fewshot.py" not in log
+
+
+TINY = ("-e", "2", "--batch_size", "32", "--width", "4", "--cached_features", "True", "--probe_epochs", "2",
+        "--fewshot_epochs", "2")
+
+
+def test_the_sdclr_and_bcl_readme_commands_run_on_a_tiny_fixture(tmp_path):
+    """The SDCLR release's commands word for word (then the tiny sizes), BCL-D + COLT, test-only probing and
+    the release's summary command, for real on the CPU."""
+    data, splits = tiny_cifar10(tmp_path)
+    runs = tmp_path / "runs"
+    where = ("--data", str(data), "--split_dir", str(splits), "--runs_dir", str(runs), "-p", str(_free_port()))
+    sdclr = ("-g", "1", "-w", "8", "--split", "split1_D_i", "--prune", "True", "--prune_percent", "0.9",
+             "--prune_dual_bn", "True")
+    result = launch("cifar-10-LT.sh", *sdclr, *where, *TINY, "-w", "0", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    state = torch.load(runs / "SDCLR_split1_D_i" / "model.pt", weights_only=True)
+    assert state["args"]["prune"] and state["args"]["prune_dual_bn"] and state["args"]["prune_percent"] == 0.9
+    assert any(".pruned." in k for k in state["state_dict"])
+    result = launch("cifar-10-LT.sh", *sdclr, "--only_finetuning", "True", "--test_only", "True", *where, *TINY,
+                    "-w", "0", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    result = launch("cifar-10-LT_extra.sh", "-g", "1", "--split", "split1_D_i", "--bcl", "True", "--rand_k", "2",
+                    "--prune", "True", "--prune_dual_bn", "True", "--COLT", "True", "--warmup", "1",
+                    "--sample_interval", "1", "--budget", "32", "--k_means_clusters", "3", "--k_largest_logits", "5",
+                    *where, *TINY, "-w", "0", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    state = torch.load(runs / "BCL-D+COLT_split1_D_i" / "model.pt", weights_only=True)
+    assert {"bcl", "colt"} <= state.keys() and (state["bcl"]["strengths"] != 0).any()
+    for probe in ("SDCLR_split1_D_i_full", "SDCLR_split1_D_i_few", "BCL-D+COLT_split1_D_i_few"):
+        assert (runs / "probes" / probe / "results.json").is_file(), probe
+    summary = subprocess.run([sys.executable, "exp_analyse.py", "--dataset", "cifar10", "--LT", "--prune",
+                              "--runs_dir", str(runs)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert summary.returncode == 0 and "| SDCLR |" in summary.stdout, summary.stdout + summary.stderr
+
+
+def test_the_bcl_readme_commands_as_mapped_run_on_a_tiny_fixture(tmp_path):
+    """The BCL release's train.py / train_sdclr.py commands in the README's mapping to train_simclr.py, with the
+    tiny sizes appended (later flags win)."""
+    data, splits = tiny_cifar10(tmp_path)
+    tiny = ("--save-dir", str(tmp_path / "runs"), "--epochs", "1", "--max_steps_per_epoch", "2", "--width", "4",
+            "--batch_size", "16", "--num_workers", "0", "--device", "cpu")
+    commands = {
+        "BCL_I": "--bcl --rand_k 1 --lr 0.5 --epochs 2000 --temperature 0.2 --weight_decay 5e-4",
+        "BCL_D": "--prune --prune_percent 0.9 --prune_dual_bn --bcl --rand_k 2 --lr 0.5 --epochs 2000 "
+                 "--temperature 0.2 --weight_decay 1e-4",
+    }
+    for name, flags in commands.items():
+        argv = [sys.executable, "train_simclr.py", name, "--dataset", "cifar10", "--data", str(data), *flags.split(),
+                "--trainSplit", str(splits / "split1_D_i.npy"), *tiny]
+        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert "bcl" in torch.load(tmp_path / "runs" / name / "model.pt", weights_only=True)
