@@ -19,6 +19,20 @@ PUBLISHED_SUBFOLDERS = {"cifar10": ("cifar10", "cifar10_imbSub_with_subsets"),
                         "cifar100": ("cifar100", "cifar100_imbSub_with_subsets")}
 
 
+# What a missing split of each dataset is and where it comes from.
+SPLIT_HINTS = {
+    "synthetic": "a synthetic split is an index .npy file into its training set; leave --trainSplit out to "
+                 "use the whole long-tailed set, and the probes' splits are named full, few and val",
+    "cifar10": "make the CIFAR-10 splits with: python splits/make_splits.py --dataset cifar10 --data ROOT "
+               "--out {folder}",
+    "cifar100": "make the CIFAR-100 splits with: python splits/make_splits.py --dataset cifar100 --data ROOT "
+                "--out {folder}",
+    "imagenet100": "ImageNet-100 splits are the released image lists ('relative/path label' lines): give the "
+                   "list's path",
+    "places": "Places splits are the released image lists ('relative/path label' lines): give the list's path",
+}
+
+
 def canonical_dataset(name: str) -> str:
     name = ALIASES.get(name.lower(), name.lower())
     if name not in DATASETS:
@@ -50,8 +64,7 @@ def resolve_split(split: str | None, dataset: str) -> Path | None:
     for candidate in split_candidates(folder, path.name, dataset):
         if candidate.is_file():
             return candidate
-    hint = (f" (make CIFAR splits with: python splits/make_splits.py --dataset {dataset} --data ROOT "
-            f"--out {folder})") if bare else ""
+    hint = f" ({SPLIT_HINTS[dataset].format(folder=folder)})" if bare else ""
     searched = ", ".join(str(folder / sub) for sub in PUBLISHED_SUBFOLDERS.get(dataset, ()))
     raise FileNotFoundError(f"split {split!r} not found: it is not a file, nor in {folder}"
                             f"{' or ' + searched if searched else ''}{hint}")
@@ -77,10 +90,17 @@ def default_data_root(dataset: str) -> Path | None:
 
 
 def resolve_data_root(dataset: str, data_root) -> Path:
-    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error."""
+    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error. A folder
+    that must exist (every dataset but synthetic, whose cache is made on first use) is checked here, so a
+    wrong --data is reported as such, before any split is looked for."""
     root = Path(data_root).expanduser() if data_root else default_data_root(dataset)
     if root is None:
         raise ValueError(f"--data is required for {dataset}: the folder that holds the dataset")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--data {root} is a file: it must name the folder that holds the "
+                         f"{'synthetic data cache' if dataset == 'synthetic' else dataset + ' data'}")
+    if dataset != "synthetic" and not root.is_dir():
+        raise FileNotFoundError(f"--data {root}: no such folder (it must hold the {dataset} data)")
     return root
 
 
@@ -155,9 +175,9 @@ def build_eval_sets(dataset: str, data_root, train_split: str, val_split: str, t
     test_set = build_test_set(dataset, data_root, test_split)
     if dataset in ("cifar10", "cifar100"):
         from data.cifar import read_cifar
-        x, y = read_cifar(Path(data_root).expanduser(), dataset, train=True)
+        x, y = read_cifar(resolve_data_root(dataset, data_root), dataset, train=True)
         subset = lambda split: ArrayImageDataset(x, y, load_split_file(resolve_split(split, dataset), len(x)))
         return subset(train_split), subset(val_split), test_set
-    root = Path(data_root).expanduser()
+    root = resolve_data_root(dataset, data_root)
     lists = [resolve_split(s, dataset) for s in (train_split, val_split)]
     return (*(ImageListDataset(root, path) for path in lists), test_set)

@@ -27,16 +27,18 @@ class RandomImagesPool(ArrayImageDataset):
     map on the other side, so the array is never serialised either.
     """
 
-    def __init__(self, path: str | Path, transform=None):
+    def __init__(self, path: str | Path, transform=None, flag: str = "--ood_data"):
         path = Path(path).expanduser()
-        super().__init__(self._open(path), transform=transform)
+        super().__init__(self._open(path, flag), transform=transform)
         self.path = path
 
     @staticmethod
-    def _open(path: Path) -> np.memmap:
+    def _open(path: Path, flag: str = "--ood_data") -> np.memmap:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a folder: for 300K_random_images it must name the .npy file")
         if not path.is_file():
             raise FileNotFoundError(f"300K Random Images file not found: {path} "
-                                    f"(--ood_data must name the .npy file)")
+                                    f"({flag} must name the .npy file)")
         try:
             images = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as e:  # not a .npy file, or an object array
@@ -64,10 +66,12 @@ class ImageFolderPool(ImageFilesDataset):
     """Every image file (.jpg .jpeg .png .bmp .webp, any case) under ``root``, recursively, in sorted
     relative-path order; label -1."""
 
-    def __init__(self, root: str | Path, transform=None):
+    def __init__(self, root: str | Path, transform=None, flag: str = "--ood_data"):
         root = Path(root).expanduser()
+        if root.is_file():
+            raise ValueError(f"{flag} {root} is a file: for a folder pool it must name a folder of images")
         if not root.is_dir():
-            raise FileNotFoundError(f"OOD image folder not found: {root} (--ood_data must name a folder)")
+            raise FileNotFoundError(f"image folder not found: {root} ({flag} must name a folder)")
         paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not paths:
@@ -201,7 +205,8 @@ def resolve_pool_file(path_or_name: str, pool: str, suffix: str) -> Path:
     raise FileNotFoundError(f"{path_or_name!r} not found: it is not a path, nor a file in {folder}")
 
 
-def build_inference_set(name: str, split: str | None, data_root: str | None, root: str | None = None):
+def build_inference_set(name: str, split: str | None, data_root: str | None, root: str | None = None,
+                        flag: str = "--inference_dataset_split"):
     """Any dataset the framework reads, for feature inference: ``(dataset, identity)``.
 
     ID datasets (synthetic, cifar10, cifar100, imagenet100, places, with aliases) take ``split`` as their
@@ -234,10 +239,10 @@ def build_inference_set(name: str, split: str | None, data_root: str | None, roo
         sample_set = None
     if sample_set in ("300K_random_images", "folder"):
         if not split:
-            raise ValueError(f"--inference_dataset_split is required for {sample_set}: the pool's "
+            raise ValueError(f"{flag} is required for {sample_set}: the pool's "
                              f"{'.npy file' if sample_set != 'folder' else 'folder'}")
         path = Path(split).expanduser()
-        dataset = RandomImagesPool(path) if sample_set != "folder" else ImageFolderPool(path)
+        dataset = RandomImagesPool(path, flag=flag) if sample_set != "folder" else ImageFolderPool(path, flag=flag)
         return dataset, {"dataset": sample_set, "role": "pool", "split": str(path.resolve()),
                          "source": str(path.resolve())}
     try:
@@ -269,6 +274,6 @@ def build_additional_set(name: str, split: str, pool_data: str | None, data_root
     if key not in ("synthetic_pool", "synthetic-pool") and not pool_data:
         raise ValueError(f"--additional_data is required for --additional_dataset {name}: the pool's .npy file "
                          f"or folder (the split holds indices into it)")
-    pool, identity = build_inference_set(name, pool_data, data_root, root)
+    pool, identity = build_inference_set(name, pool_data, data_root, root, flag="--additional_data")
     split_file = resolve_pool_file(split, identity["dataset"], ".npy")
     return pool, load_split_file(split_file, len(pool))
