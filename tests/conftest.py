@@ -15,3 +15,23 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cifar10-salvage.npz").is_file():
         pytest.skip(f"no real CIFAR data at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# ---- the hostile-input suites (tests/test_hostile_*.py) ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def case_server():
+    """Entry points run as separate processes forked from one warm interpreter (tests/case_runner.py)."""
+    from tests.case_runner import CaseServer
+    with CaseServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hostile_world(case_server, tmp_path_factory):
+    """Tiny shared inputs for the hostile suites (tests/hostile.py); world-readable, so that cases may run
+    as an unprivileged user."""
+    from tests.hostile import build_world
+    world = build_world(case_server)
+    yield world
+    world.cleanup()
