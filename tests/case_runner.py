@@ -63,6 +63,7 @@ def _warm_up() -> dict:
     import torch
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     torch.set_num_threads(1)
+    "".encode("cp437")  # zipfile's codec, imported lazily: a case run as another user may not read the stdlib
     return {name: importlib.import_module(module) for name, (module, _, _) in ENTRY_POINTS.items()}
 
 
