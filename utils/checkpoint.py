@@ -5,6 +5,7 @@ import math
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,9 +34,9 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
+        error = WriteError(write_failure(path, e))  # before the temporary goes: its size tells a full disk
+        error.errno = getattr(e, "errno", None) or _errno_of(e, path.parent)
         _remove_quietly(tmp)
-        error = WriteError(write_failure(path, e))
-        error.errno = getattr(e, "errno", None) or _errno_of(e)
         raise error from e
     except BaseException:
         _remove_quietly(tmp)
@@ -50,17 +51,31 @@ def _remove_quietly(tmp) -> None:
         pass
 
 
-def _errno_of(error: Exception) -> int | None:
-    """torch's stream writer reports a full disk as a RuntimeError ("file write failed")."""
-    return 28 if "write failed" in str(error) or "No space left" in str(error) else None
+def _errno_of(error: Exception, folder: Path | None = None) -> int | None:
+    """torch's stream writer reports a full disk as a RuntimeError ("file write failed", or an "enforce
+    fail" about the position it reached); such a failure on a file system with (almost) no free space left
+    is taken for ENOSPC."""
+    text = str(error)
+    if "No space left" in text:
+        return 28
+    if isinstance(error, RuntimeError) and ("write failed" in text or "inline_container" in text):
+        try:
+            free = shutil.disk_usage(folder).free if folder is not None else None
+        except OSError:
+            free = None
+        if free is None or free < (1 << 20):
+            return 28
+    return None
 
 
 def write_failure(path: Path, error: Exception) -> str:
     """``cannot write <path>: <why>; <what is kept>``."""
     if isinstance(error, OSError) and error.errno is not None:
         reason = os_error_message(error).split(": ", 1)[-1] if error.filename else os_error_message(error)
-    elif _errno_of(error) == 28:
-        reason = "the write failed (most likely no space left on device: free some space or write elsewhere)"
+    elif _errno_of(error, path.parent) == 28:
+        reason = "no space left on device: free some space or write elsewhere"
+    elif isinstance(error, RuntimeError):
+        reason = f"torch's writer failed ({' '.join(str(error).split())[:200]})"
     else:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     kept = f"the earlier {path.name} is unchanged" if path.is_file() else "nothing was written there"

@@ -265,15 +265,20 @@ def plan_run_dir(save_dir, name, kind: str, *, finished: Callable[[Path], bool],
     elif begun:
         plan.mode = "overwrite" if overwrite else "restart"
     check_writable(run_dir, "output folder")
-    for note in plan.notes:
-        print(note, flush=True)
     return plan
 
 
 def settle_moved_aside(run_dir: Path, asides: list[Path], kind: str, complete, notes: list[str],
                        dry_run: bool) -> None:
     """An interrupted --overwrite left ``asides``. If the new run never finished, put the old one back;
-    otherwise say where the old one is and how to restore it."""
+    otherwise say where the old one is and how to restore it. Each note is printed at once (stdout), so it
+    is seen even when the start is refused afterwards."""
+    _settle(run_dir, asides, kind, complete, notes, dry_run)
+    for note in notes:
+        print(note, flush=True)
+
+
+def _settle(run_dir: Path, asides: list[Path], kind: str, complete, notes: list[str], dry_run: bool) -> None:
     if len(asides) > 1:
         listing = ", ".join(str(a) for a in asides)
         raise ValueError(f"several interrupted --overwrite runs left older versions of {run_dir}: {listing}; "
