@@ -293,7 +293,8 @@ def check_architecture(model: nn.Module, state: dict, path: Path, args) -> None:
     if mismatches:
         saved = state.get("args") or {}
         built = f"--model {args.model} --width {args.width} --output_ch {args.output_ch}"
-        if {"model", "width", "output_ch"} <= saved.keys():
+        if {"model", "width", "output_ch"} <= saved.keys() and \
+                (saved["model"], saved["width"], saved["output_ch"]) != (args.model, args.width, args.output_ch):
             raise ValueError(f"checkpoint {path} was trained with --model {saved['model']} --width "
                              f"{saved['width']} --output_ch {saved['output_ch']}; this run builds {built}")
         raise ValueError(f"checkpoint {path} does not fit this run's {built} ({len(mismatches)} tensors "
