@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 
 # What to do about an OSError, by errno; the message names the path.
 _ADVICE = {
@@ -49,9 +50,7 @@ def first_line(error: BaseException) -> str:
     if not lines:
         return type(error).__name__
     if len(lines) > 1 and "Traceback (most recent call last)" in text:
-        last = lines[-1]
-        prefix = f"{type(error).__name__}: "
-        return last.split(prefix, 1)[-1] if prefix in last else last
+        return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1])  # the worker's "ImageDecodeError: ..."
     return " ".join(lines)
 
 
