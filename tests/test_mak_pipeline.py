@@ -221,3 +221,20 @@ def test_random_colt_scorer_draws_budget_items_each_round_and_resumes(setup, tmp
     run = train_simclr.main(argv)
     rounds = [np.load(run / f"ood_round{r}.npy") for r in (1, 2)]
     assert all(len(np.unique(r)) == 8 for r in rounds) and not np.array_equal(*rounds)
+
+
+def test_k_means_uses_random_state_0_whatever_the_seed_and_the_picture_says_what_it_shows(inferred, tmp_path,
+                                                                                          monkeypatch):
+    from sampling import mak
+    import utils.plots
+    seeds, titles = [], []
+    fit, grid = mak.fit_centroids, utils.plots.save_image_grid
+    monkeypatch.setattr(mak, "fit_centroids", lambda *a, **k: seeds.append(k.get("seed")) or fit(*a, **k))
+    monkeypatch.setattr(utils.plots, "save_image_grid",
+                        lambda *a, **k: titles.append(k.get("title")) or grid(*a, **k))
+    sample_mak.main(sample_argv(inferred, tmp_path, "--seed", "10", "--loss_txt_name", "mak"))
+    sample_mak.main(sample_argv(inferred, tmp_path / "b", "--seed", "10", "--K_means_seed", "3"))
+    assert seeds == [0, 3]  # the release's random_state 0 unless asked otherwise
+    assert titles[0].startswith("MAK (tailness + proximity, then K-center): 10 of 10 chosen")
+    assert "mak (mak)" not in titles[0]
+    assert titles[1].startswith("MAK (tailness + proximity, then K-center), optimize_0.5lossR3_nearK3_coreR1.5_num10_s10")

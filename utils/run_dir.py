@@ -114,8 +114,9 @@ def folder_kind(folder: Path) -> str | None:
     return None
 
 
-def outputs_inside(folder: Path, limit: int = 3) -> list[str]:
-    """Names of up to ``limit`` sub-folders of ``folder`` that are outputs of this project."""
+def outputs_inside(folder: Path, limit: int = 3, besides: str | None = None) -> list[str]:
+    """Names of up to ``limit`` sub-folders of ``folder`` that are outputs of this project (other than of
+    kind ``besides``)."""
     found = []
     try:
         children = sorted(Path(folder).iterdir())
@@ -128,7 +129,7 @@ def outputs_inside(folder: Path, limit: int = 3) -> list[str]:
             kind = folder_kind(child)
         except ValueError:
             kind = "damaged"
-        if kind:
+        if kind and kind != besides:
             found.append(f"{child.name} ({KINDS.get(kind, 'an output')})")
             if len(found) == limit:
                 break
@@ -136,8 +137,9 @@ def outputs_inside(folder: Path, limit: int = 3) -> list[str]:
 
 
 def check_output_folder(folder: Path, kind: str, what: str) -> Path:
-    """A folder an output of ``kind`` may be written into (it may not exist yet); ValueError if not:
-    a file, a folder of another kind, a folder that holds other outputs, or not writable."""
+    """A folder that files of ``kind`` may be written into (it may not exist yet; nothing in it is ever
+    removed): ValueError for a file, a folder of another kind, a folder that holds outputs of other kinds,
+    or one that cannot be written."""
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{what} {folder} is a file, not a folder: choose a folder")
@@ -145,7 +147,7 @@ def check_output_folder(folder: Path, kind: str, what: str) -> Path:
     if other is not None and other != kind:
         raise ValueError(f"{what} {folder} holds {KINDS[other]}, not {KINDS[kind]}: choose another folder "
                          f"(nothing was written)")
-    inside = outputs_inside(folder)
+    inside = outputs_inside(folder, besides=kind)
     if other is None and inside:
         raise ValueError(f"{what} {folder} holds other outputs ({', '.join(inside)}): it is a folder of outputs, "
                          f"not {KINDS[kind]}; choose another folder")
