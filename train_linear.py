@@ -248,9 +248,6 @@ def read_saved_probe(path: Path, encoder, args) -> dict:
     weight, bias = head.get("weight"), head.get("bias")
     if weight is None or bias is None or weight.dim() != 2 or bias.shape != weight.shape[:1]:
         raise ValueError(f"{path}: the head must hold weight (classes, features) and bias (classes)")
-    if weight.shape[1] != encoder.feature_dim:
-        raise ValueError(f"probe {path} reads {weight.shape[1]}-d features; --checkpoint {args.checkpoint} gives "
-                         f"{encoder.feature_dim}-d features")
     saved = check_weights(state.get("encoder"), path, "encoder")
     mismatches = shape_mismatches(encoder.state_dict(), saved)
     if mismatches:
@@ -259,6 +256,9 @@ def read_saved_probe(path: Path, encoder, args) -> dict:
         trained = f"an encoder of width {conv1.shape[0]}" if conv1 is not None else "another encoder"
         raise ValueError(f"probe {path} was trained on {trained}; --checkpoint {args.checkpoint} is a "
                          f"width-{width} encoder ({len(mismatches)} tensors differ, e.g. {mismatches[0]})")
+    if weight.shape[1] != encoder.feature_dim:
+        raise ValueError(f"probe {path} reads {weight.shape[1]}-d features; --checkpoint {args.checkpoint} gives "
+                         f"{encoder.feature_dim}-d features")
     return state
 
 

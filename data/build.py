@@ -100,7 +100,7 @@ def resolve_data_root(dataset: str, data_root) -> Path:
         raise ValueError(f"--data {root} is a file: it must name the folder that holds the "
                          f"{'synthetic data cache' if dataset == 'synthetic' else dataset + ' data'}")
     if dataset != "synthetic" and not root.is_dir():
-        raise FileNotFoundError(f"--data {root}: no such folder (it must hold the {dataset} data)")
+        raise FileNotFoundError(f"--data {root}: folder not found (it must hold the {dataset} data)")
     return root
 
 

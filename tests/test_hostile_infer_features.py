@@ -79,7 +79,7 @@ def inference(world, folder, name, dataset, split=None, *extra):
     ("pool_not_images", r"expected uint8 images of shape \(N, H, W, 3\)"),
     ("unknown_dataset", r"unknown --inference_dataset 'imagenet-9000'"),
     ("synthetic_split_typo", r"split 'lt_splt' not found.*a synthetic split is an index .npy file"),
-    ("cifar_data_missing", r"--data .*nowhere: no such folder"),
+    ("cifar_data_missing", r"--data .*nowhere: folder not found"),
     ("data_is_a_file", r"--data .* is a file"),
     ("pool_of_64x64_images", r"32x32 \(CIFAR-stem\) encoder but folder has 64x64 images"),
     ("empty_folder_pool", r"no images \("),

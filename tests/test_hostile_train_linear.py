@@ -236,7 +236,7 @@ def test_an_undecodable_image_is_named(hostile_world):
 
 @pytest.mark.parametrize("case,pattern", [
     ("synthetic_split_typo", r"synthetic probe split must be one of full, few, val, got 'fulll'"),
-    ("cifar_data_missing", r"--data .*nowhere: no such folder"),
+    ("cifar_data_missing", r"--data .*nowhere: folder not found"),
     ("unknown_dataset", r"unknown dataset 'cifar1000'"),
     ("image_list_required", r"--trainSplit and --valSplit are required for imagenet100"),
     ("empty_image_list", r"no images listed"),

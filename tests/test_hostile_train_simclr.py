@@ -405,7 +405,7 @@ def test_a_kill_while_writing_args_json_starts_again(hostile_world):
     ("empty_split", ["--trainSplit", "EMPTY"], r"batch|holds no|empty|0 images"),
     ("synthetic_split_typo", ["--trainSplit", "lt_splt"], r"a synthetic split is an index .npy file"),
     ("cifar_data_missing", ["--dataset", "cifar10", "--data", "NOWHERE", "--trainSplit", "split1_D_i"],
-     r"--data .*nowhere: no such folder"),
+     r"--data .*nowhere: folder not found"),
     ("missing_additional_split", ["--additional_dataset", "300K_random_images", "--additional_data", "POOL",
                                   "--additional_split", "NOWHERE"], r"not found"),
     ("resume_without_a_run", ["--resume"], r"--resume: nothing to continue in .* \(no run started there\)"),

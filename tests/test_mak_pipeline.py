@@ -186,14 +186,23 @@ def test_sampling_refuses_bad_input_with_one_line(inferred, tmp_path, change, me
     assert not list(tmp_path.glob("*.npy"))
 
 
-def test_sampling_refuses_outputs_of_different_checkpoints(inferred, tmp_path):
+def test_sampling_refuses_outputs_of_different_checkpoints(setup, inferred, tmp_path):
     import shutil
     other = tmp_path / "infer"
     shutil.copytree(inferred, other)
-    meta = json.loads((other / "train_noaug" / "meta.json").read_text())
-    meta["checkpoint_sha256"], meta["checkpoint"] = "0" * 64, "/elsewhere/model.pt"
-    (other / "train_noaug" / "meta.json").write_text(json.dumps(meta))
+    state = torch.load(setup["ckpt"], weights_only=True)
+    state["state_dict"]["fc.fc2.weight"] += 0.01  # another checkpoint
+    torch.save(state, tmp_path / "other.pt")
+    argv = infer_argv(setup, "train", other, "--overwrite")
+    argv[argv.index("--checkpoint") + 1] = str(tmp_path / "other.pt")
+    infer_features.main(argv)
     with pytest.raises(SystemExit, match="different checkpoints"):
+        sample_mak.main(sample_argv(other, tmp_path))
+    # a meta.json edited by hand no longer matches its chunks: they are refused as another store's
+    meta = json.loads((other / "train_noaug" / "meta.json").read_text())
+    meta["checkpoint_sha256"] = "0" * 64
+    (other / "train_noaug" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="written for another checkpoint or other settings"):
         sample_mak.main(sample_argv(other, tmp_path))
 
 
