@@ -19,8 +19,7 @@ augmentation from (--seed, pass, item) (32x32 array data: batched on the device,
 """
 from __future__ import annotations
 
-import argparse
-import shutil
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -40,15 +39,18 @@ from data.sampler import SeededViews
 from data.views import eval_transform, simclr_augmentation
 from models.pretrained import load_simclr
 from utils import distributed
-from utils.cli import HelpFormatter
+from utils.cli import ArgumentParser, HelpFormatter
 from utils.device import to_device
+from utils.errors import message, one_line_errors
 from utils.feature_store import FeatureStore, file_sha256
 from utils.names import inference_name, split_stem
+from utils.logger import progress_disabled
+from utils.run_dir import RunDirClaim, check_name, plan_run_dir
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help="output folder name under --save-dir (default: Infer_<dataset>_<split>[_noAug])")
     p.add_argument("--checkpoint", required=True, help="pre-training checkpoint (model.pt or model_<epoch>.pt)")
@@ -67,7 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="one pass with the test transform (writes backbone features and projections)")
     p.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints",
                    help="folder that holds inference output folders")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder of this name")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder of this name: the old one is moved aside once every "
+                        "input is checked, removed when the new output is complete, and put back if this run fails")
     p.add_argument("--chunk_size", type=int, default=16384, help="items per output file")
     p.add_argument("--batch_size", type=int, default=256, help="inference batch size per process")
     p.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per process")
@@ -85,6 +89,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.experiment is None:
         split = split_stem(args.inference_dataset_split) if args.inference_dataset_split else "all"
         args.experiment = inference_name(args.inference_dataset, split, args.inference_noAug)
+    try:
+        check_name(args.experiment, "the output name")
+    except ValueError as e:
+        p.error(str(e))
     return args
 
 
@@ -154,25 +162,55 @@ def image_kind_of(net, pretrain_args: dict) -> str:
 
 def main(argv=None) -> Path:
     args = parse_args(argv)
-    info = distributed.init_distributed(args.device)
-    try:
-        return run(args, info)
-    finally:
-        distributed.cleanup()
+    with one_line_errors():
+        info = distributed.init_distributed(args.device)
+        try:
+            return run(args, info)
+        finally:
+            distributed.cleanup()
 
 
-def run(args, info) -> Path:
-    try:
-        dataset, identity = build_inference_set(args.inference_dataset, args.inference_dataset_split, args.data,
-                                                args.inference_dataset_root)
-        net, pretrain_args = load_simclr(args.checkpoint)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+def check_inputs(args, info):
+    """Dataset, checkpoint, sizes and the output folder, checked before anything is written."""
+    dataset, identity = build_inference_set(args.inference_dataset, args.inference_dataset_split, args.data,
+                                            args.inference_dataset_root)
+    if len(dataset) == 0:
+        raise ValueError(f"--inference_dataset {args.inference_dataset} {args.inference_dataset_split or ''}: the "
+                         f"dataset holds no items")
+    net, pretrain_args = load_simclr(args.checkpoint)
     kind = image_kind_of(net, pretrain_args)
     image_size = tuple(dataset[0][0].shape[1:])
     if kind == "cifar" and image_size != (32, 32):
-        raise SystemExit(f"error: the checkpoint is a 32x32 (CIFAR-stem) encoder but {args.inference_dataset} "
-                         f"has {image_size[0]}x{image_size[1]} images")
+        raise ValueError(f"the checkpoint is a 32x32 (CIFAR-stem) encoder but {args.inference_dataset} has "
+                         f"{image_size[0]}x{image_size[1]} images")
+    plan = None
+    if info.is_main:
+        plan = plan_run_dir(args.save_dir, args.experiment, "inference", overwrite=args.overwrite, can_resume=True,
+                            finished=lambda d: (d / "meta.json").is_file(), complete=store_is_complete,
+                            name_flag="the output name")
+        if plan.mode == "resume":
+            FeatureStore(plan.run_dir).meta()  # a damaged meta.json is refused before anything is written
+    return dataset, identity, net, pretrain_args, kind, plan
+
+
+def store_is_complete(folder: Path) -> bool:
+    try:
+        FeatureStore(folder).check_complete()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def run(args, info) -> Path:
+    error, checked = None, None
+    try:
+        checked = check_inputs(args, info)
+    except (OSError, ValueError) as e:
+        error = message(e)
+    error = distributed.broadcast_object(error)  # every process stops on the main process's refusal too
+    if error:
+        raise SystemExit(f"error: {error}")
+    dataset, identity, net, pretrain_args, kind, plan = checked
     out_dir = Path(args.save_dir) / args.experiment
     store = FeatureStore(out_dir)
     meta = {**identity, "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -184,27 +222,40 @@ def run(args, info) -> Path:
             "dims": {"proj": net.fc.fc2.out_features, "feat": net.feature_dim},
             "pretrain_experiment": pretrain_args.get("experiment"), "pretrain_dataset": pretrain_args.get("dataset"),
             "pretrain_split": pretrain_args.get("trainSplit")}
-    error = None
-    if info.is_main:
+    if info.is_main and plan.mode == "resume":
         try:
-            if args.overwrite and out_dir.exists():
-                shutil.rmtree(out_dir)
-            store.create(meta)
+            store.create(meta)  # refuses a store made with other settings before anything is touched
         except ValueError as e:
             error = str(e)
     error = distributed.broadcast_object(error)
     if error:
         raise SystemExit(f"error: {error}")
-    meta = store.meta()
+    with RunDirClaim(plan) if info.is_main else contextlib.nullcontext() as claim:
+        if info.is_main:
+            if claim.aside is not None:
+                print(f"--overwrite: the earlier output is kept in {claim.aside} until this one is complete",
+                      flush=True)
+            store.create(meta)
+        distributed.barrier()
+        infer_all(args, info, dataset, net, kind, store, out_dir)
+    return out_dir
 
+
+def infer_all(args, info, dataset, net, kind, store: FeatureStore, out_dir: Path) -> None:
+    meta = store.meta()
     net = net.to(info.device).eval()
     if info.device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     augment = (eval_transform(kind) or unchanged) if args.inference_noAug else simclr_augmentation(kind)
-    todo = store.missing(meta)[info.rank::info.world_size]
+    missing = store.missing(meta)
+    damaged = [(r, c) for r, c in missing if store.chunk_path(r, c).is_file()]
+    if damaged and info.is_main:
+        print(f"rewriting {len(damaged)} unusable chunk(s) of {out_dir} (damaged, or written by another store), "
+              f"e.g. {store.chunk_path(*damaged[0]).name}", flush=True)
+    todo = missing[info.rank::info.world_size]
     start = time.time()
     direct = kind == "cifar" and is_array_dataset(dataset) and dataset.transform is None
-    for repeat, chunk in tqdm(todo, desc=f"inference {args.experiment}", disable=not info.is_main,
+    for repeat, chunk in tqdm(todo, desc=f"inference {args.experiment}", disable=progress_disabled(info.is_main),
                               dynamic_ncols=True):
         lo, hi = store.chunk_range(chunk, meta)
         batches = array_batches(dataset, lo, hi, repeat, chunk, args, info.device, kind) if direct else \
@@ -215,7 +266,6 @@ def run(args, info) -> Path:
         store.check_complete()
         print(f"inference done: {len(dataset)} items x {meta['repeats']} pass(es) of {args.inference_dataset} "
               f"in {time.time() - start:.1f}s; outputs in {out_dir}", flush=True)
-    return out_dir
 
 
 if __name__ == "__main__":

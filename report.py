@@ -9,10 +9,10 @@ Markdown table and writes DIR/table.md, DIR/table.csv, DIR/per_class.png and DIR
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np  # noqa: E402
 
 from utils.checkpoint import atomic_write  # noqa: E402
-from utils.cli import HelpFormatter  # noqa: E402
+from utils.cli import ArgumentParser, HelpFormatter  # noqa: E402
+from utils.errors import message  # noqa: E402
+from utils.run_dir import KINDS, folder_kind  # noqa: E402
 
 METRICS = ("all", "many", "medium", "few", "std")
 SHOTS = ("full", "few")
@@ -34,6 +36,16 @@ TABLE_ORDER = ("SimCLR", "SimCLR+COLT", "SimCLR+MAK", "SDCLR", "SDCLR+COLT", "BC
 
 def row_order(method: str) -> tuple:
     return (TABLE_ORDER.index(method), "") if method in TABLE_ORDER else (len(TABLE_ORDER), method)
+
+
+def check_out(out: Path) -> None:
+    """--out: a folder (or a place for one) that is not an output of another kind."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file: --out must name a folder")
+    kind = folder_kind(out) if out.is_dir() else None
+    if kind is not None:
+        raise ValueError(f"--out {out} holds {KINDS[kind]}: give the report a folder of its own")
 
 
 def collect_results(paths) -> list[dict]:
@@ -52,14 +64,33 @@ def collect_results(paths) -> list[dict]:
     for file in files:
         try:
             result = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except OSError as e:
+            raise ValueError(f"cannot read {file}: {message(e).split(': ', 1)[-1]}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{file}: not a results.json ({e})") from e
         check_result(result, file)
         result.setdefault("method", file.parent.parent.name)
         result.setdefault("shot", "full")
         result["path"] = str(file)
         results.append(result)
+    check_one_dataset(results)
     return results
+
+
+def check_one_dataset(results: list[dict]) -> None:
+    """A table averages methods over splits: results of datasets with different classes cannot share one."""
+    by_classes = {}
+    for result in results:
+        classes = len(result["per_class"]) if result.get("per_class") is not None else None
+        key = (result.get("dataset"), classes)
+        by_classes.setdefault(key, result["path"])
+    datasets = {d for d, _ in by_classes if d is not None}
+    sizes = {c for _, c in by_classes if c is not None}
+    if len(datasets) > 1 or len(sizes) > 1:
+        listing = "; ".join(f"{d or 'dataset not recorded'}, {c if c is not None else '?'} classes: {path}"
+                            for (d, c), path in sorted(by_classes.items(), key=str))
+        raise ValueError(f"the results are of different datasets ({listing}): report each dataset's results "
+                         f"separately (one folder or list of results.json per dataset)")
 
 
 def check_result(result, file) -> None:
@@ -72,6 +103,9 @@ def check_result(result, file) -> None:
         value = result.get(metric)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{file}: {metric!r} must be a number, got {value!r}")
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{file}: {metric!r} is {value}, not a finite number: the probe that wrote it failed; "
+                             f"run it again")
     for key in ("method", "shot"):
         if key in result and not isinstance(result[key], str):
             raise ValueError(f"{file}: {key!r} must be a string, got {result[key]!r}")
@@ -81,6 +115,14 @@ def check_result(result, file) -> None:
     if per_class is not None or counts is not None:
         if not isinstance(per_class, list) or not isinstance(counts, list) or len(per_class) != len(counts):
             raise ValueError(f"{file}: 'per_class' and 'class_counts' must be lists of the same length")
+        if not per_class:
+            raise ValueError(f"{file}: 'per_class' is empty")
+        for name, values, allow_none in (("per_class", per_class, True), ("class_counts", counts, False)):
+            bad = [v for v in values if not ((v is None and allow_none) or (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)))]
+            if bad:
+                raise ValueError(f"{file}: {name!r} must hold finite numbers{' or null' if allow_none else ''}, "
+                                 f"found {bad[0]!r}")
 
 
 def build_table(results: list[dict]) -> list[dict]:
@@ -167,23 +209,21 @@ def group_spans(result: dict) -> list[tuple[str, int, int]]:
     return spans
 
 
-def plot_per_class(results: list[dict], path: Path, method_order: list[str] | None = None,
-                   max_methods: int = 2) -> None:
-    """Per-class accuracy (full-shot, mean over splits at each frequency rank) of up to two methods, head to
-    tail, with the pre-training count (mean over splits) on a second axis and the Many / Medium / Few ranks
-    shaded."""
+def plot_per_class(results: list[dict], path: Path, method_order: list[str] | None = None) -> None:
+    """Per-class accuracy (full-shot, mean over splits at each frequency rank) of every method, head to
+    tail, one bar per method at each rank, with the pre-training count (mean over splits) on a second axis
+    and the Many / Medium / Few ranks shaded."""
     from utils.plots import plt, save_figure
     full = [r for r in results if r["shot"] == "full" and r.get("per_class")] or \
         [r for r in results if r.get("per_class")]
     methods = list(dict.fromkeys(r["method"] for r in full))
     if method_order:
         methods = [m for m in method_order if m in methods]
-    methods = methods[:max_methods]
     if not methods:
         return
     colours = method_colours(method_order or methods)
     counts = np.mean([by_rank(r["class_counts"], r["class_counts"]) for r in full], axis=0)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(counts) + 4), 4.4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.06 * len(counts) * max(2, len(methods)) + 4), 4.4))
     width = 0.8 / len(methods)
     x = np.arange(len(counts))
     for name, first, last in group_spans(full[0]):
@@ -210,8 +250,8 @@ def plot_per_class(results: list[dict], path: Path, method_order: list[str] | No
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
     # below the axes, so it never covers a bar
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(labels), fontsize=8,
-              frameon=False)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(labels), 3),
+              fontsize=8, frameon=False)
     n = set(n_splits)
     over = splits_phrase(n.pop()) if len(n) == 1 else "mean over each method's splits"
     ax.set_title(f"Per-class accuracy against class frequency (full-shot, {over})", fontsize=10, pad=16)
@@ -249,27 +289,25 @@ def plot_groups(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", help="results.json files or folders that hold them")
     p.add_argument("--out", required=True, help="folder for table.md, table.csv, per_class.png, groups.png")
     args = p.parse_args(argv)
     try:
-        existing = next(p for p in (Path(args.out), *Path(args.out).parents) if p.exists())
-        if not existing.is_dir():
-            raise ValueError(f"--out {args.out}: {existing} is a file: --out must name a folder")
+        check_out(Path(args.out))
         results = collect_results(args.inputs)
         if not results:
             raise ValueError(f"no results.json under {', '.join(args.inputs)}")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        rows = build_table(results)
+        markdown = format_markdown(rows)
+        out = Path(args.out)
+        atomic_write(out / "table.md", lambda f: f.write(markdown.encode()))
+        atomic_write(out / "table.csv", lambda f: f.write(table_csv(rows).encode()))
+        plot_per_class(results, out / "per_class.png", method_order=[row["method"] for row in rows])
+        plot_groups(rows, out / "groups.png")
+    except (OSError, ValueError) as e:
+        print(f"error: {message(e)}", file=sys.stderr)
         return 2
-    rows = build_table(results)
-    markdown = format_markdown(rows)
-    out = Path(args.out)
-    atomic_write(out / "table.md", lambda f: f.write(markdown.encode()))
-    atomic_write(out / "table.csv", lambda f: f.write(table_csv(rows).encode()))
-    plot_per_class(results, out / "per_class.png", method_order=[row["method"] for row in rows])
-    plot_groups(rows, out / "groups.png")
     print(markdown + f"\n{len(results)} results; table and plots in {out}")
     return 0
 

@@ -18,8 +18,9 @@ when every input they depend on is the same.
 """
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -27,20 +28,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
 
 import numpy as np
-import torch
 
 from data import registry
 from sampling import mak
 from utils.checkpoint import atomic_write
-from utils.cli import HelpFormatter
-from utils.feature_store import FeatureStore
+from utils.cli import ArgumentParser, HelpFormatter
+from utils.device import pick_device
+from utils.errors import one_line_errors
+from utils.feature_store import FeatureStore, content_identity
+from utils.run_dir import check_name, check_output_folder, folder_kind, KINDS, write_marker
 from utils.names import mak_split_name
 
 METHODS = ("mak", "random", "kcenter")
+METHOD_TITLES = {"mak": "MAK (tailness + proximity, then K-center)", "random": "random sampling",
+                 "kcenter": "K-center over the whole pool"}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     g = p.add_argument_group("inference outputs (folders written by infer_features.py)")
     g.add_argument("--inference_root", default="checkpoints",
                    help="folder holding the inference outputs named below (a name may also be a path)")
@@ -62,13 +67,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--core_sample_ratio", type=float, default=1.5,
                    help="candidates = the top int(ratio*K) scores; 1.0 skips K-center")
     g.add_argument("--K_means_num", type=int, default=10, help="k-means clusters of the long-tailed set")
+    g.add_argument("--K_means_seed", type=int, default=0,
+                   help="random_state of k-means (0, as the MAK release, whatever --seed is)")
     g.add_argument("--loss_repeat_time", type=int, default=10,
                    help="augmented passes used for ECLE (the first this many; every pair of them)")
     g.add_argument("--ecle_batch_repeats", type=int, default=10, help="random batchings per pair of passes")
     g.add_argument("--ecle_batch_size", type=int, default=512, help="items per ECLE batch (negatives)")
     g.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature of ECLE")
     g.add_argument("--seed", type=int, default=0,
-                   help="seed of the ECLE batchings, k-means and random sampling")
+                   help="seed of the ECLE batchings and of random sampling (k-means: --K_means_seed)")
     g = p.add_argument_group("outputs")
     g.add_argument("--split_save_dir", default=None,
                    help="folder of the written split (default splits/<pool>/MAK in this checkout, where "
@@ -81,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--overwrite", action="store_true", help="replace an existing split of the same name")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where the math runs")
     args = p.parse_args(argv)
+    for name in ("loss_weight", "core_sample_ratio", "temperature"):
+        if not math.isfinite(getattr(args, name)):
+            p.error(f"--{name} must be a finite number, got {getattr(args, name)}")
     if args.sampling_num <= 0:
         p.error(f"--sampling_num must be positive, got {args.sampling_num}")
     if not 0 <= args.loss_weight <= 1:
@@ -92,8 +102,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
     if not args.temperature > 0:
         p.error(f"--temperature must be positive, got {args.temperature}")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.loss_txt_name is not None:
+        try:
+            check_name(args.loss_txt_name, "--loss_txt_name")
+        except ValueError as e:
+            p.error(str(e))
     return args
 
 
@@ -108,6 +121,9 @@ def open_store(name: str | None, args, flag: str, aug: str) -> FeatureStore:
     if not name:
         raise ValueError(f"{flag} is required for these settings")
     path = Path(name) if Path(name).is_dir() else Path(args.inference_root) / name
+    kind = folder_kind(path)
+    if kind not in (None, "inference"):
+        raise ValueError(f"{flag}: {path} holds {KINDS[kind]}, not an inference output")
     store = FeatureStore(path)
     if not store.exists():
         raise FileNotFoundError(f"{flag}: no inference output at {path} (make it with: python infer_features.py "
@@ -141,17 +157,20 @@ def check_together(pool: dict, train: dict | None, pool_aug: dict | None) -> Non
 
 
 def cached(cache_dir: Path, name: str, key: dict, compute):
-    """``compute()`` saved as ``<name>.npy`` with its inputs in ``<name>.json``; reused only if they match."""
-    values, described = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
-    if values.is_file() and described.is_file():
+    """``compute()``, kept in ``<name>_<digest of key>.npz`` with its key inside; reused only if the key
+    stored there is ``key``. Values and key are one file written atomically: a run killed at any moment
+    leaves the old file, the new one or none, never values of one setting under the key of another."""
+    text = json.dumps(key, sort_keys=True)
+    path = cache_dir / f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
+    if path.is_file():
         try:
-            if json.loads(described.read_text()) == key:
-                return np.load(values, allow_pickle=False), True
-        except (json.JSONDecodeError, ValueError):
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == text:
+                    return z["values"], True
+        except (OSError, ValueError, KeyError, EOFError):
             pass  # a damaged cache is recomputed
     result = np.asarray(compute())
-    atomic_write(values, lambda f: np.save(f, result, allow_pickle=False))
-    atomic_write(described, lambda f: f.write((json.dumps(key, indent=2, sort_keys=True) + "\n").encode()))
+    atomic_write(path, lambda f: np.savez(f, values=result, key=np.array(text)))
     return result, False
 
 
@@ -201,6 +220,9 @@ def write_split(meta: dict, chosen: np.ndarray, out: Path) -> Path:
     """The chosen pool items in the format train_simclr.py --additional_split reads for that pool."""
     if meta["split"] and registry.pool(meta["dataset"]).layout == "list":
         lines = [line for line in Path(meta["split"]).read_text().splitlines() if line.strip()]
+        if len(lines) != meta["num_items"]:
+            raise ValueError(f"the pool's list {meta['split']} has {len(lines)} lines, its inference output "
+                             f"{meta['num_items']} items: the list changed since the inference; run it again")
         path = named(out, ".txt")
         text = "".join(lines[i] + "\n" for i in chosen)
         atomic_write(path, lambda f: f.write(text.encode()))
@@ -230,10 +252,17 @@ def save_grid(meta: dict, chosen: np.ndarray, score: np.ndarray | None, path: Pa
 
 def main(argv=None) -> Path:
     args = parse_args(argv)
-    try:
+    with one_line_errors():
+        args.device = pick_device(args.device).type
         return run(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+
+
+def check_finite(values: np.ndarray, what: str, store: FeatureStore) -> np.ndarray:
+    bad = int(np.size(values) - np.isfinite(values).sum())
+    if bad:
+        raise ValueError(f"{bad} of the {what} are not finite: the inference output {store.root} holds NaN or "
+                         f"infinite features; make it again from a good checkpoint")
+    return values
 
 
 def run(args) -> Path:
@@ -262,23 +291,29 @@ def run(args) -> Path:
     name = args.loss_txt_name or default_name(args)
     name = name[:-4] if name.endswith((".txt", ".npy")) else name
     split_dir = Path(args.split_save_dir) if args.split_save_dir else registry.REPO_ROOT / "splits" / pool["dataset"] / "MAK"
+    check_output_folder(split_dir, "splits", "--split_save_dir")
     out = split_dir / name  # names hold dots (coreR1.5): add suffixes with named(), never with_suffix
     existing = [p for p in (named(out, ".txt"), named(out, ".npy")) if p.exists()]
     if existing and not args.overwrite:
         raise ValueError(f"{existing[0]} exists: pass --overwrite to replace it, or --loss_txt_name for another name")
     cache_dir = Path(args.loss_dist_save_dir) if args.loss_dist_save_dir else pool_store.root / "mak_cache"
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise ValueError(f"--loss_dist_save_dir {cache_dir} is a file, not a folder")
+    if folder_kind(cache_dir) is not None:
+        raise ValueError(f"--loss_dist_save_dir {cache_dir} holds {KINDS[folder_kind(cache_dir)]}: choose a folder "
+                         f"of its own for the cache")
     print(f"MAK sampling ({args.sampling_method}): {args.sampling_num} of {n_pool} pool items ({pool['dataset']})",
           flush=True)
 
     ecle_values = distance = score = None
     if needs_ecle:
         t = time.time()
-        key = {"pool_aug": {k: pool_aug[k] for k in ("checkpoint_sha256", "dataset", "split", "seed", "num_items")},
-               "passes": args.loss_repeat_time, "batch_repeats": args.ecle_batch_repeats,
+        key = {"pool_aug": content_identity(pool_aug), "passes": args.loss_repeat_time, "batch_repeats": args.ecle_batch_repeats,
                "batch_size": args.ecle_batch_size, "temperature": args.temperature, "seed": args.seed}
         ecle_values, hit = cached(cache_dir, f"ecle_R{args.loss_repeat_time}", key, lambda: mak.ecle(
             PassSequence(aug_store, args.loss_repeat_time), temperature=args.temperature,
             batch_size=args.ecle_batch_size, repeats=args.ecle_batch_repeats, seed=args.seed, device=args.device))
+        check_finite(ecle_values, "ECLE values", aug_store)
         seconds["ecle"] = round(time.time() - t, 3)
         print(f"ECLE {'from cache' if hit else 'computed'} ({seconds['ecle']:.1f}s)", flush=True)
     id_features = None
@@ -286,15 +321,16 @@ def run(args) -> Path:
         id_features = train_store.load("feat")
     if needs_score:
         t = time.time()
-        key = {"pool": {k: pool[k] for k in ("checkpoint_sha256", "dataset", "split", "num_items")},
-               "train": {k: train[k] for k in ("checkpoint_sha256", "dataset", "split", "num_items")},
-               "clusters": args.K_means_num, "seed": args.seed}
+        key = {"pool": content_identity(pool), "train": content_identity(train), "clusters": args.K_means_num,
+               "k_means_seed": args.K_means_seed}
 
         def compute_distance():
-            centroids = mak.fit_centroids(id_features, args.K_means_num, seed=args.seed)
+            centroids = mak.fit_centroids(check_finite(id_features, "training features", train_store),
+                                          args.K_means_num, seed=args.K_means_seed)
             return np.concatenate([mak.centroid_distance(block, centroids, device=args.device)
                                    for _, block in pool_store.iter_chunks("feat")])
         distance, hit = cached(cache_dir, f"distance_K{args.K_means_num}", key, compute_distance)
+        check_finite(distance, "distances", pool_store)
         seconds["proximity"] = round(time.time() - t, 3)
         print(f"distances {'from cache' if hit else 'computed'} ({seconds['proximity']:.1f}s)", flush=True)
         score = mak.mak_score(ecle_values if needs_ecle else np.zeros(n_pool), distance, args.loss_weight)
@@ -311,7 +347,12 @@ def run(args) -> Path:
                             core_sample_ratio=args.core_sample_ratio, seed=args.seed, device=args.device)
     seconds["selection"] = round(time.time() - t, 3)
     chosen = np.sort(chosen)
-    split_path = write_split(pool, chosen, out)
+    split_path = named(out, ".txt" if pool["split"] and pool["split"].endswith(".txt")
+                       and pool["dataset"] not in ("300K_random_images", "folder") else ".npy")
+    # the picture and the summary first, the split last: a split on disk is a finished sampling
+    write_marker(split_dir, "splits")
+    save_grid(pool, chosen, score, named(out, ".png"), METHOD_TITLES[args.sampling_method] +
+              (f", {name}" if name != args.sampling_method else ""))
     seconds["total"] = round(time.time() - start, 3)
     summary = {"split": str(split_path), "pool": {k: pool[k] for k in ("dataset", "split", "num_items")},
                "checkpoint": pool["checkpoint"], "checkpoint_sha256": pool["checkpoint_sha256"],
@@ -319,7 +360,7 @@ def run(args) -> Path:
                "ecle": stats(ecle_values, chosen), "distance": stats(distance, chosen)}
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(named(out, ".json"), lambda f: f.write(text.encode()))
-    save_grid(pool, chosen, score, named(out, ".png"), f"{args.sampling_method} ({name})")
+    split_path = write_split(pool, chosen, out)
     print(f"wrote {split_path} ({len(chosen)} items), {named(out, '.json').name}, "
           f"{named(out, '.png').name} in {seconds['total']:.1f}s", flush=True)
     return split_path

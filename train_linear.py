@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout without installing
@@ -35,14 +33,14 @@ from tqdm import tqdm
 
 from data import registry
 from data.build import DATASETS, build_eval_sets, build_train_set
-from data.datasets import ImageDecodeError, decode_error_message
 from data.views import eval_transform
-from models import build_encoder, dense_state_dict
-from utils.checkpoint import (atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
-                              shape_mismatches)
+from models.pretrained import load_encoder
+from utils.checkpoint import atomic_write, check_weights, load_checkpoint, save_checkpoint, shape_mismatches
 from utils.embed import with_transform
-from utils.cli import HelpFormatter
-from utils.device import to_device
+from utils.cli import ArgumentParser, HelpFormatter
+from utils.device import pick_device, to_device
+from utils.errors import one_line_errors
+from utils.run_dir import RunDirClaim, check_name, plan_run_dir
 from utils.logger import RunLogger, progress_disabled, write_args
 from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP, autocast
 from utils.metrics import evaluation_results, format_summary, per_class_accuracy
@@ -61,7 +59,7 @@ def split_defaults(dataset: str) -> tuple[str | None, str | None, str | None]:
 def parse_args(argv=None, few_shot: bool = False, description: str | None = None) -> argparse.Namespace:
     """The probe's flags; ``few_shot`` switches to the 1% protocol's defaults and ``description`` to the
     calling script's own --help text (train_fewshot.py)."""
-    p = argparse.ArgumentParser(description=description or __doc__, formatter_class=HelpFormatter)
+    p = ArgumentParser(description=description or __doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None, help="probe name; outputs in <save-dir>/<experiment>")
     p.add_argument("--checkpoint", required=True,
                    help="pre-training checkpoint (ours, DDP-wrapped, or the original releases')")
@@ -92,6 +90,9 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
                    help="extract frozen features once and train the linear layer on them (implies --no_aug; "
                         "needs --fixto layer4 --fixbn)")
     p.add_argument("--test_freq", type=int, default=1, help="validate every this many epochs")
+    p.add_argument("--print_freq", type=int, default=10,
+                   help="log the loss and validation accuracy every this many epochs (and the last); TensorBoard "
+                        "gets every epoch")
     p.add_argument("--test_only", action="store_true",
                    help="evaluate the probe already saved as <save-dir>/<experiment>/probe.pt on the test set")
     p.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints_probe", help="output folder")
@@ -106,7 +107,7 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
     args = p.parse_args(argv)
     args.shot = "few" if few_shot else "full"
-    for name in ("epochs", "test_freq"):
+    for name in ("epochs", "test_freq", "print_freq"):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.batch_size is not None and args.batch_size <= 0:
@@ -123,27 +124,13 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
         if args.fixto != "layer4" or not args.fixbn:
             p.error("--cached_features needs a frozen encoder: --fixto layer4 --fixbn")
         args.no_aug = True
+    for name in ("experiment", "method"):
+        if getattr(args, name) is not None:
+            try:
+                check_name(getattr(args, name), "the probe name" if name == "experiment" else "--method")
+            except ValueError as e:
+                p.error(str(e))
     return args
-
-
-def load_encoder(path: str | Path, device: torch.device):
-    """The encoder of a pre-training checkpoint (projection head dropped; of SDCLR the dense branch) and the
-    pre-training args."""
-    state = load_checkpoint(path, map_location="cpu")
-    weights = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else None
-    if not isinstance(weights, dict) or not weights:
-        raise ValueError(f"{path}: no model weights found (expected a 'state_dict' entry)")
-    weights = {k: v for k, v in dense_state_dict(weights).items() if not k.startswith("fc.")}  # SDCLR: dense
-    pretrain_args = state.get("args", {}) if isinstance(state, dict) else {}
-    width = weights["conv1.weight"].shape[0]
-    name = "res50" if any(k.startswith("layer1.0.conv3") for k in weights) else "res18"
-    cifar_stem = weights["conv1.weight"].shape[-1] == 3
-    encoder = build_encoder(name, width=width, cifar_stem=cifar_stem)
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit a {name} of width {width} "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return encoder.to(device), pretrain_args
 
 
 def freeze(encoder: nn.Module, fixto: str) -> None:
@@ -205,6 +192,11 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
     # A frozen encoder gives the same validation features every epoch: extract them once.
     val_features = extract_all(val_set) if encoder_is_frozen(encoder, args) else None
     best = {"val": -1.0, "epoch": 0, "head": None}
+    if args.lr >= 1:
+        logger.info(f"lr {args.lr:g} (the papers' probe setting) on unnormalised features: the training loss swings "
+                    f"widely in the first epochs (values in the hundreds or thousands are normal) and can reach "
+                    f"0.0000 once the probe's training images are separated; the epoch is chosen by validation "
+                    f"accuracy")
     for epoch in range(1, args.epochs + 1):
         encoder.train(not args.fixbn)
         order = epoch_order(len(train_set), args.seed, epoch)
@@ -235,7 +227,8 @@ def train_probe(encoder, head, train_set, val_set, args, device, logger) -> dict
                                    val_features)
             val = float(np.nanmean(per_class_accuracy(labels, pred, head.out_features)))
             logger.scalars({"val_accuracy": val}, epoch, "probe/")
-            logger.info(f"probe epoch {epoch}/{args.epochs} loss {total / len(order):.4f} val {val:.2f}")
+            if epoch % args.print_freq == 0 or epoch == args.epochs or epoch == 1:
+                logger.info(f"probe epoch {epoch}/{args.epochs} loss {total / len(order):.4f} val {val:.2f}")
             if val > best["val"]:
                 best = {"val": val, "epoch": epoch, "head": {k: v.clone() for k, v in head.state_dict().items()},
                         # a frozen encoder (the default) never changes: nothing to keep
@@ -251,23 +244,38 @@ def class_counts_of_pretraining(args, pretrain_args) -> np.ndarray:
     return np.bincount(labels[labels >= 0])
 
 
-def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device, kind) -> Path:
-    """--test_only: the probe saved in ``run_dir`` on the test set; prints the results, writes nothing."""
-    try:
-        state = load_checkpoint(run_dir / "probe.pt", map_location=device)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    mismatches = shape_mismatches(encoder.state_dict(), state.get("encoder") or {})
+def read_saved_probe(path: Path, encoder, args) -> dict:
+    """probe.pt, checked: a head (weight, bias) for these features and an encoder state that fits."""
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, dict) or not isinstance(state.get("head"), dict):
+        found = type(state).__name__ if not isinstance(state, dict) else f"keys {', '.join(map(str, state))}"
+        raise ValueError(f"{path} is not a probe of this project (expected a dict with 'head' and 'encoder', "
+                         f"found {found})")
+    head = check_weights(state["head"], path, "head")
+    weight, bias = head.get("weight"), head.get("bias")
+    if weight is None or bias is None or weight.dim() != 2 or bias.shape != weight.shape[:1]:
+        raise ValueError(f"{path}: the head must hold weight (classes, features) and bias (classes)")
+    saved = check_weights(state.get("encoder"), path, "encoder")
+    mismatches = shape_mismatches(encoder.state_dict(), saved)
     if mismatches:
         width = encoder.conv1.weight.shape[0]
-        saved = (state.get("encoder") or {}).get("conv1.weight")
-        trained = f"an encoder of width {saved.shape[0]}" if saved is not None else "another encoder"
-        raise SystemExit(f"error: probe {run_dir / 'probe.pt'} was trained on {trained}; --checkpoint "
-                         f"{args.checkpoint} is a width-{width} encoder ({len(mismatches)} tensors differ, e.g. "
-                         f"{mismatches[0]})")
-    encoder.load_state_dict(state["encoder"])
+        conv1 = saved.get("conv1.weight")
+        trained = f"an encoder of width {conv1.shape[0]}" if conv1 is not None else "another encoder"
+        raise ValueError(f"probe {path} was trained on {trained}; --checkpoint {args.checkpoint} is a "
+                         f"width-{width} encoder ({len(mismatches)} tensors differ, e.g. {mismatches[0]})")
+    if weight.shape[1] != encoder.feature_dim:
+        raise ValueError(f"probe {path} reads {weight.shape[1]}-d features; --checkpoint {args.checkpoint} gives "
+                         f"{encoder.feature_dim}-d features")
+    return state
+
+
+def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device, kind) -> Path:
+    """--test_only: the probe saved in ``run_dir`` on the test set; prints the results, writes nothing."""
+    state = read_saved_probe(run_dir / "probe.pt", encoder, args)
+    encoder.load_state_dict({k: state["encoder"][k] for k in encoder.state_dict()})
     head = nn.Linear(encoder.feature_dim, state["head"]["weight"].shape[0]).to(device)
-    head.load_state_dict(state["head"])
+    head.load_state_dict({k: state["head"][k] for k in ("weight", "bias")})
+    encoder.to(device)
     pred, labels = predict(encoder, head, with_transform(test_set, eval_transform(kind)), device,
                            args.batch_size, args.num_workers, args.precision)
     print(json.dumps(evaluation_results(labels, pred, counts, registry.dataset(args.dataset).group_rule), indent=2))
@@ -276,85 +284,95 @@ def evaluate_saved_probe(run_dir: Path, encoder, test_set, counts, args, device,
 
 def main(argv=None, few_shot: bool = False, description: str | None = None) -> Path:
     args = parse_args(argv, few_shot, description)
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    try:
-        encoder, pretrain_args = load_encoder(args.checkpoint, device)
-        args.dataset = registry.canonical_dataset(args.dataset or pretrain_args.get("dataset", "synthetic"))
-        if args.data is None:
-            args.data = pretrain_args.get("data")
-        kind = registry.dataset(args.dataset).image_kind
-        defaults = split_defaults(args.dataset)
-        train_name = args.trainSplit or (defaults[2] if few_shot else defaults[0])
-        if train_name is None or (args.valSplit or defaults[1]) is None:
-            raise ValueError(f"--trainSplit and --valSplit are required for {args.dataset}")
-        train_set, val_set, test_set = build_eval_sets(args.dataset, args.data, train_name,
-                                                       args.valSplit or defaults[1], args.testSplit)
-        counts = class_counts_of_pretraining(args, pretrain_args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise SystemExit(f"error: {e}") from None
+    with one_line_errors():
+        return run(args, few_shot)
+
+
+def run(args, few_shot: bool) -> Path:
+    """Everything is checked (device, checkpoint, data, splits, output folder) before anything is written."""
+    device = pick_device(args.device)
+    encoder, pretrain_args = load_encoder(args.checkpoint, device)
+    args.dataset = registry.canonical_dataset(args.dataset or pretrain_args.get("dataset", "synthetic"))
+    if args.data is None:
+        args.data = pretrain_args.get("data")
+    kind = registry.dataset(args.dataset).image_kind
+    defaults = split_defaults(args.dataset)
+    train_name = args.trainSplit or (defaults[2] if few_shot else defaults[0])
+    if train_name is None or (args.valSplit or defaults[1]) is None:
+        raise ValueError(f"--trainSplit and --valSplit are required for {args.dataset}")
+    train_set, val_set, test_set = build_eval_sets(args.dataset, args.data, train_name,
+                                                   args.valSplit or defaults[1], args.testSplit)
+    for name, dataset in (("--trainSplit", train_set), ("--valSplit", val_set), ("test set", test_set)):
+        if len(dataset) == 0:
+            raise ValueError(f"the probe's {name} holds no images")
+    counts = class_counts_of_pretraining(args, pretrain_args)
     args.trainSplit, args.batch_size = train_name, args.batch_size or (128 if kind == "cifar" else 512)
     args.method = args.method or pretrain_args.get("experiment") or Path(args.checkpoint).parent.name
     args.experiment = args.experiment or f"{args.method}_{args.shot}_shot"
-    run_dir = Path(args.save_dir) / args.experiment
     if args.test_only:
+        run_dir = Path(args.save_dir) / check_name(args.experiment, "the probe name")
         return evaluate_saved_probe(run_dir, encoder, test_set, counts, args, device, kind)
-    aside = None
-    if (run_dir / "results.json").exists():  # a probe that never wrote its results is no probe yet
-        if not args.overwrite:
-            raise SystemExit(f"error: probe directory {run_dir} already holds results: use --overwrite or "
-                             f"another name")
-        aside = run_dir.with_name(f".{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6}")
-        run_dir.rename(aside)
-    remove_stale_temporaries(run_dir)
-    try:
-        run_dir = train_and_test(args, run_dir, encoder, pretrain_args, train_set, val_set, test_set, counts, kind,
-                                 device)
-    except BaseException as e:
-        if aside is not None:  # the new probe failed: the old one goes back where it was
-            shutil.rmtree(run_dir, ignore_errors=True)
-            aside.rename(run_dir)
-        if isinstance(e, ImageDecodeError):
-            raise SystemExit(f"error: {decode_error_message(e)}") from None
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
-    return run_dir
+    # a probe that never wrote its results is no probe yet
+    plan = plan_run_dir(args.save_dir, args.experiment, "probe", overwrite=args.overwrite,
+                        finished=lambda d: (d / "results.json").is_file(), name_flag="the probe name",
+                        already=f"probe directory {Path(args.save_dir) / args.experiment} already holds "
+                                f"results: use --overwrite or another name")
+    with RunDirClaim(plan) as claim:
+        return train_and_test(args, claim, encoder, pretrain_args, train_set, val_set, test_set, counts, kind,
+                              device)
 
 
-def train_and_test(args, run_dir, encoder, pretrain_args, train_set, val_set, test_set, counts, kind, device):
-    """Train the probe, select by validation, test once; writes everything into ``run_dir``."""
+def finite_or_null(value):
+    """JSON has no NaN: a metric that is not a number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
+def train_and_test(args, claim, encoder, pretrain_args, train_set, val_set, test_set, counts, kind, device):
+    """Train the probe, select by validation, test once; writes everything into the claimed folder."""
+    run_dir = claim.run_dir
     logger = RunLogger(run_dir)
-    if args.overwrite:
-        logger.info("--overwrite: the previous probe is kept aside until these results are written")
-    write_args(args, run_dir / "args.json")
-    torch.manual_seed(args.seed)
+    try:
+        if claim.aside is not None:
+            logger.info(f"--overwrite: the previous probe is kept in {claim.aside} until these results are "
+                        f"written")
+        write_args(args, run_dir / "args.json")
+        torch.manual_seed(args.seed)
 
-    test_view = eval_transform(kind)
-    train_view = test_view if args.no_aug else probe_augmentation(kind)
-    train_set = with_transform(train_set, train_view)
-    val_set, test_set = with_transform(val_set, test_view), with_transform(test_set, test_view)
-    freeze(encoder, args.fixto)
-    num_classes = int(max(train_set.labels.max(), test_set.labels.max()) + 1)
-    head = nn.Linear(encoder.feature_dim, num_classes).to(device)
-    logger.info(f"{args.shot}-shot probe of {args.checkpoint}: {len(train_set)} train / {len(val_set)} val / "
-                f"{len(test_set)} test images, {num_classes} classes, frozen to {args.fixto}")
-    best = train_probe(encoder, head, train_set, val_set, args, device, logger)
-    head.load_state_dict(best["head"])
-    if best["encoder"] is not None:
-        encoder.load_state_dict(best["encoder"])
-    pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers, args.precision)
-    results = evaluation_results(labels, pred, counts, registry.dataset(args.dataset).group_rule)
-    results.update(method=args.method, shot=args.shot, split=str(pretrain_args.get("trainSplit")),
-                   best_epoch=best["epoch"], val_accuracy=best["val"], selected_by="validation mean per-class top-1",
-                   checkpoint=str(args.checkpoint))
-    save_checkpoint({"head": head.state_dict(), "encoder": encoder.state_dict(), "epoch": best["epoch"]},
-                    run_dir / "probe.pt")
-    # results.json last: its presence marks a finished probe
-    atomic_write(run_dir / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
-    logger.info(f"test (epoch {best['epoch']} by validation): {format_summary(results)}; "
-                f"{run_dir / 'results.json'}")
-    logger.close()
-    return run_dir
+        test_view = eval_transform(kind)
+        train_view = test_view if args.no_aug else probe_augmentation(kind)
+        train_set = with_transform(train_set, train_view)
+        val_set, test_set = with_transform(val_set, test_view), with_transform(test_set, test_view)
+        freeze(encoder, args.fixto)
+        num_classes = int(max(train_set.labels.max(), test_set.labels.max()) + 1)
+        head = nn.Linear(encoder.feature_dim, num_classes).to(device)
+        logger.info(f"{args.shot}-shot probe of {args.checkpoint}: {len(train_set)} train / {len(val_set)} val / "
+                    f"{len(test_set)} test images, {num_classes} classes, frozen to {args.fixto}")
+        best = train_probe(encoder, head, train_set, val_set, args, device, logger)
+        head.load_state_dict(best["head"])
+        if best["encoder"] is not None:
+            encoder.load_state_dict(best["encoder"])
+        pred, labels = predict(encoder, head, test_set, device, args.batch_size, args.num_workers, args.precision)
+        results = evaluation_results(labels, pred, counts, registry.dataset(args.dataset).group_rule)
+        results.update(method=args.method, shot=args.shot, dataset=args.dataset,
+                       split=str(pretrain_args.get("trainSplit")),
+                       best_epoch=best["epoch"], val_accuracy=best["val"],
+                       selected_by="validation mean per-class top-1", checkpoint=str(args.checkpoint))
+        save_checkpoint({"head": head.state_dict(), "encoder": encoder.state_dict(), "epoch": best["epoch"]},
+                        run_dir / "probe.pt")
+        # results.json last: its presence marks a finished probe
+        text = json.dumps(finite_or_null(results), indent=2, allow_nan=False) + "\n"
+        atomic_write(run_dir / "results.json", lambda f: f.write(text.encode()))
+        logger.info(f"test (epoch {best['epoch']} by validation): {format_summary(results)}; "
+                    f"{run_dir / 'results.json'}")
+        return run_dir
+    finally:
+        logger.close()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,14 +36,19 @@ from tqdm import tqdm
 import methods
 from data import registry
 from data.datasets import ImageDecodeError, decode_error_message
+from data.inputs import pretraining_inputs
 from data.pretraining import TrainingBatches, build_pretraining_data
 from methods import BCL, Batch
 from models import MODEL_NAMES, build_simclr
 from sampling import colt
 from utils import distributed
-from utils.checkpoint import load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state, \
-    shape_mismatches
-from utils.cli import HelpFormatter
+from utils import run_dir as run_dirs
+from utils.checkpoint import (check_training_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                              shape_mismatches)
+from utils.cli import ArgumentParser, HelpFormatter
+from utils.errors import message
+from utils.resume import check_inputs_unchanged, check_settings, input_fingerprints, saved_args
+from utils.run_dir import RunDirClaim, check_name
 from utils.embed import embed_dataset, with_transform
 from utils.knn import knn_predict
 from utils.names import method_label
@@ -62,7 +66,7 @@ RESUME_MAY_CHANGE = ("num_workers", "print_freq", "save_freq", "knn_every", "knn
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_<method>)")
     g = p.add_argument_group("data")
@@ -202,6 +206,10 @@ def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if errors:
         parser.error(errors[0])
     args.experiment = args.experiment or f"{args.dataset}_{default_name(args)}"
+    try:
+        check_name(args.experiment)
+    except ValueError as e:
+        parser.error(str(e))
     return args
 
 
@@ -213,7 +221,10 @@ def default_name(args) -> str:
 
 def main(argv=None) -> Path:
     args = parse_args(argv)
-    info = distributed.init_distributed(args.device)
+    try:
+        info = distributed.init_distributed(args.device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     try:
         return run(args, info)
     finally:
@@ -224,6 +235,7 @@ def run(args, info: distributed.DistInfo) -> Path:
     # Data, pool, run directory and checkpoint are all checked before anything is written.
     try:
         data = build_pretraining_data(args, info.world_size)
+        args.input_fingerprints = input_fingerprints(pretraining_inputs(args))  # --resume compares them
         run_dir, mode = plan_run_dir(args, info)
         state, path = resume_state(args, run_dir, mode)
         torch.manual_seed(args.seed)
@@ -231,18 +243,24 @@ def run(args, info: distributed.DistInfo) -> Path:
         if state is not None:
             check_architecture(method.network, state, path, args)
             check_resume(args, state, path)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {message(e)}") from None
     if args.check_only:
         if info.is_main:
             print(f"checked: {len(data.id_set)} training images, run directory {run_dir} ({mode}); nothing written")
         return run_dir
-    aside = take_run_dir(run_dir, mode, info)
-    logger = RunLogger(run_dir, enabled=info.is_main)
-    saved_once = False
+    claim = RunDirClaim(run_dirs.RunPlan(run_dir, "pretraining", mode), is_main=info.is_main)
     try:
-        if aside is not None:
-            logger.info(f"--overwrite: the old run is kept at {aside} until this run saves its first checkpoint")
+        claim.__enter__()
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {message(e)}") from None
+    distributed.barrier()
+    logger, saved_once = None, False
+    try:
+        logger = RunLogger(run_dir, enabled=info.is_main)
+        if claim.aside is not None:
+            logger.info(f"--overwrite: the old run is kept at {claim.aside} until this run saves its first "
+                        f"checkpoint")
         if mode == "restart":
             logger.info(f"{run_dir} held no checkpoint (an earlier start stopped before its first epoch "
                         f"ended): starting the run again")
@@ -251,27 +269,28 @@ def run(args, info: distributed.DistInfo) -> Path:
         for _ in train(args, info, logger, run_dir, method, data, state, path):  # yields after each checkpoint
             if not saved_once:
                 saved_once = True
-                if info.is_main and aside is not None:
-                    shutil.rmtree(aside, ignore_errors=True)
+                claim.keep_new()
     except NonFiniteError as e:
         logger.close()
         last = run_dir / "model.pt"
-        if not saved_once and aside is not None:
-            give_back_run_dir(run_dir, aside, info)
+        if not saved_once and claim.give_back():
             kept = f"the run it was to replace is back in {run_dir}, unchanged"
         else:
             kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
         raise SystemExit(f"error: {e}; stopped before saving: {kept} (lower --lr or raise --temperature)") \
             from None
-    except ImageDecodeError as e:
-        logger.close()
-        if not saved_once:
-            give_back_run_dir(run_dir, aside, info)
-        raise SystemExit(f"error: {decode_error_message(e)}") from None
+    except (ImageDecodeError, OSError, ValueError) as e:
+        if logger is not None:
+            logger.close()
+        back = not saved_once and claim.give_back()
+        text = decode_error_message(e) if isinstance(e, ImageDecodeError) else message(e)
+        raise SystemExit(f"error: {text}" + (f"; the run it was to replace is back in {run_dir}, unchanged"
+                                             if back else "")) from None
     except BaseException:
-        logger.close()
+        if logger is not None:
+            logger.close()
         if not saved_once:
-            give_back_run_dir(run_dir, aside, info)
+            claim.give_back()
         raise
     logger.info(f"done: outputs in {run_dir.resolve()}")
     logger.close()
@@ -486,7 +505,8 @@ def knn_monitor(loop: Loop) -> float:
 def checkpoint_state(method, optimizer, scheduler, hooks, epoch: int, args) -> dict:
     """The model, optimiser, schedule, epoch, RNG states, settings and every plug-in's state."""
     state = {"state_dict": method.network.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(), "args": saved_args(args)}
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(), "args": saved_args(args),
+             "inputs": getattr(args, "input_fingerprints", {})}
     hook_states = {hook.key: hook.state_dict() for hook in hooks}
     state.update({key: value for key, value in hook_states.items() if value})
     return state
@@ -512,48 +532,38 @@ def restore(state: dict, method, optimizer, scheduler, hooks, loop: Loop, total_
 
 
 def save_run(run_dir: Path, state: dict, args, info, epoch: int) -> None:
-    """model.pt (latest) always; model_<epoch>.pt every --save_freq epochs; args.json beside them."""
+    """model.pt (latest) always; model_<epoch>.pt every --save_freq epochs; args.json beside them. The
+    snapshot is written before model.pt: a run killed between the two resumes from the previous epoch and
+    writes the snapshot again, so no snapshot is ever skipped."""
     write_args(args, run_dir / "args.json", what_runs(args, info))
-    save_checkpoint(state, run_dir / "model.pt")
     if epoch % args.save_freq == 0 or epoch == args.epochs:
         save_checkpoint(state, run_dir / f"model_{epoch}.pt")
+    save_checkpoint(state, run_dir / "model.pt")
 
 
-# ---- run bookkeeping ----
+# ---- run bookkeeping (the rules live in utils/run_dir.py and utils/resume.py) ----
 
 def plan_run_dir(args, info: distributed.DistInfo) -> tuple[Path, str]:
-    """(run directory, mode); checks only, writes nothing. An existing run is never replaced unless
-    --resume or --overwrite says so.
-
-    Modes: "new" (nothing there), "restart" (a directory that holds no model.pt: a start that stopped before
-    its first checkpoint, which is no run yet), "resume", "overwrite" (a run to move aside, see
-    :func:`take_run_dir`). Raises ValueError.
-    """
-    run_dir = Path(args.save_dir) / args.experiment
+    """(run directory, mode), decided on the main process; checks only. A run is there once it saved a
+    checkpoint; args.json or log.txt alone are a start that never finished an epoch (mode "restart"), a
+    launcher's bash_log.txt alone is nothing. Raises ValueError."""
     plan = None
     if info.is_main:
-        # a run is there once it saved a checkpoint (args.json, log.txt or a launcher's bash_log.txt alone
-        # are a start that never finished an epoch)
-        has_checkpoint = (run_dir / "model.pt").is_file()
-        started = has_checkpoint or any((run_dir / name).exists() for name in ("args.json", "log.txt"))
-        if args.resume:
-            if args.checkpoint or has_checkpoint:
-                plan = ("resume", None)
-            elif started:
-                plan = ("restart", None)
-            else:
-                plan = (None, f"--resume: no checkpoint at {run_dir / 'model.pt'} (no run started there)")
-        elif has_checkpoint and not args.overwrite:
-            plan = (None, f"run directory {run_dir} already holds a run: use --resume to continue it, "
-                          f"--overwrite to replace it, or another experiment name")
-        elif started:
-            plan = ("overwrite" if args.overwrite else "restart", None)
-        else:
-            plan = ("new", None)
-    mode, error = distributed.broadcast_object(plan)
+        try:
+            planned = run_dirs.plan_run_dir(
+                args.save_dir, args.experiment, "pretraining", resume=args.resume, overwrite=args.overwrite,
+                restart_only=True, dry_run=args.check_only,
+                finished=lambda d: bool(args.resume and args.checkpoint) or (d / "model.pt").is_file(),
+                started=lambda d: any((d / n).exists() for n in ("args.json", "log.txt")),
+                already=f"run directory {Path(args.save_dir) / args.experiment} already holds a run: use --resume "
+                        f"to continue it, --overwrite to replace it, or another experiment name")
+            plan = (planned, None)
+        except (OSError, ValueError) as e:
+            plan = (None, message(e))
+    planned, error = distributed.broadcast_object(plan)
     if error:
         raise ValueError(error)
-    return run_dir, mode
+    return planned.run_dir, planned.mode
 
 
 def resume_state(args, run_dir: Path, mode: str) -> tuple[dict | None, Path | None]:
@@ -561,69 +571,16 @@ def resume_state(args, run_dir: Path, mode: str) -> tuple[dict | None, Path | No
     if mode != "resume":
         return None, None
     path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
-    state = load_checkpoint(path, map_location="cpu")
-    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "epoch" not in state:
-        raise ValueError(f"{path} is not a pre-training checkpoint of this project (no state_dict / epoch)")
-    return state, path
-
-
-def take_run_dir(run_dir: Path, mode: str, info: distributed.DistInfo) -> Path | None:
-    """Make ``run_dir`` this run's (main process only): with "overwrite" move the old run aside to a
-    hidden sibling and return that path; otherwise remove the temporaries of interrupted writes."""
-    aside = None
-    if info.is_main:
-        if mode == "overwrite":
-            aside = run_dir.with_name(f".{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6}")
-            run_dir.rename(aside)
-        else:
-            remove_stale_temporaries(run_dir)
-    distributed.barrier()
-    return aside
-
-
-def give_back_run_dir(run_dir: Path, aside: Path | None, info: distributed.DistInfo) -> None:
-    """A replacing run failed before its first checkpoint: put the old run back where it was."""
-    if info.is_main and aside is not None and aside.exists():
-        shutil.rmtree(run_dir, ignore_errors=True)
-        aside.rename(run_dir)
-
-
-def saved_args(args) -> dict:
-    """The settings a checkpoint records: every flag of a plain type."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
-
-
-def resume_differences(args, saved: dict) -> list[str]:
-    """``--flag new (run: old)`` for each saved setting that differs and may not change on --resume.
-
-    Generic over the saved keys: a key an older checkpoint lacks counts as unchanged.
-    """
-    new = saved_args(args)
-    out = []
-    for key, value in new.items():
-        if key in RESUME_MAY_CHANGE or key not in saved:
-            continue
-        old = saved[key]
-        if key == "epochs" and args.extend_epochs and isinstance(old, int) and value > old:
-            continue
-        same = value == old or (isinstance(value, float) and isinstance(old, float) and math.isnan(value)
-                                and math.isnan(old))
-        if not same:
-            out.append(f"--{key} {value} (run: {old})")
-    return out
+    return check_training_state(load_checkpoint(path, map_location="cpu"), path), path
 
 
 def check_resume(args, state: dict, path: Path) -> None:
-    """Refuse a checkpoint whose run had other trajectory settings (ValueError)."""
+    """Refuse a checkpoint whose run had other trajectory settings or read other data (ValueError)."""
     for flag, key in (("COLT", "colt"), ("bcl", "bcl")):
         if getattr(args, flag) and key not in state:
             raise ValueError(f"{path} holds no {key.upper()} state: it was not a --{flag} run")
-    differences = resume_differences(args, state.get("args") or {})
-    if differences:
-        hint = " (a larger --epochs needs --extend_epochs)" if any(d.startswith("--epochs ") for d in differences) \
-            else ""
-        raise ValueError(f"--resume: these settings differ from the run's: {', '.join(differences)}; only "
-                         f"{', '.join('--' + n for n in RESUME_MAY_CHANGE[:8])}, ... may change{hint}")
+    check_settings(saved_args(args), state.get("args") or {}, RESUME_MAY_CHANGE, args.extend_epochs)
+    check_inputs_unchanged(state.get("inputs") or {}, args.input_fingerprints, path)
 
 
 def check_architecture(model: nn.Module, state: dict, path: Path, args) -> None:
@@ -632,7 +589,8 @@ def check_architecture(model: nn.Module, state: dict, path: Path, args) -> None:
     if mismatches:
         saved = state.get("args") or {}
         built = f"--model {args.model} --width {args.width} --output_ch {args.output_ch}"
-        if {"model", "width", "output_ch"} <= saved.keys():
+        if {"model", "width", "output_ch"} <= saved.keys() and \
+                (saved["model"], saved["width"], saved["output_ch"]) != (args.model, args.width, args.output_ch):
             raise ValueError(f"checkpoint {path} was trained with --model {saved['model']} --width "
                              f"{saved['width']} --output_ch {saved['output_ch']}; this run builds {built}")
         raise ValueError(f"checkpoint {path} does not fit this run's {built} ({len(mismatches)} tensors "

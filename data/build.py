@@ -33,10 +33,18 @@ def resolve_split(split: str | None, dataset: str) -> Path | None:
 
 
 def resolve_data_root(dataset: str, data_root) -> Path:
-    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error."""
+    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error. A folder
+    that must exist (every dataset but synthetic, whose cache is made on first use) is checked here, so a
+    wrong --data is reported as such, before any split is looked for."""
+    made_on_use = registry.reader(dataset).default_root() is not None  # a cache generated on first use
     root = Path(data_root).expanduser() if data_root else registry.reader(dataset).default_root()
     if root is None:
         raise ValueError(f"--data is required for {dataset}: the folder that holds the dataset")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--data {root} is a file: it must name the folder that holds the "
+                         f"{dataset + ' data cache' if made_on_use else dataset + ' data'}")
+    if not made_on_use and not root.is_dir():
+        raise FileNotFoundError(f"--data {root}: folder not found (it must hold the {dataset} data)")
     return root
 
 
@@ -66,6 +74,7 @@ def build_eval_sets(dataset: str, data_root, train_split: str, val_split: str, t
     cifar10/cifar100: index files into the official training set (e.g. trainIdxList, valIdxList,
     split1_S_b) and the official test set. imagenet100/places: three image lists under ``data_root``.
     """
-    entry = registry.dataset(dataset)
-    return registry.resolve(entry.reader).eval_sets(entry, resolve_data_root(entry.name, data_root), train_split,
-                                                    val_split, test_split)
+    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error. A folder
+    that must exist (every dataset but synthetic, whose cache is made on first use) is checked here, so a
+    wrong --data is reported as such, before any split is looked for."""
+    root = Path(data_root).expanduser() if data_root else registry.reader(dataset).default_root()

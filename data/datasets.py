@@ -81,8 +81,13 @@ def read_image_list(list_file: str | Path) -> tuple[list[str], np.ndarray]:
     list_file = Path(list_file)
     if not list_file.is_file():
         raise FileNotFoundError(f"image list not found: {list_file}")
+    try:
+        text = list_file.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{list_file}: not a text list of 'relative/path label' lines ({e.reason} at byte "
+                         f"{e.start})") from e
     paths, labels = [], []
-    for line_no, line in enumerate(list_file.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.rsplit(maxsplit=1)

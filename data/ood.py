@@ -24,16 +24,18 @@ class RandomImagesPool(ArrayImageDataset):
     map on the other side, so the array is never serialised either.
     """
 
-    def __init__(self, path: str | Path, transform=None):
+    def __init__(self, path: str | Path, transform=None, flag: str = "--ood_data"):
         path = Path(path).expanduser()
-        super().__init__(self._open(path), transform=transform)
+        super().__init__(self._open(path, flag), transform=transform)
         self.path = path
 
     @staticmethod
-    def _open(path: Path) -> np.memmap:
+    def _open(path: Path, flag: str = "--ood_data") -> np.memmap:
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a folder: for 300K_random_images it must name the .npy file")
         if not path.is_file():
             raise FileNotFoundError(f"300K Random Images file not found: {path} "
-                                    f"(--ood_data must name the .npy file)")
+                                    f"({flag} must name the .npy file)")
         try:
             images = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as e:  # not a .npy file, or an object array
@@ -61,10 +63,12 @@ class ImageFolderPool(ImageFilesDataset):
     """Every image file (.jpg .jpeg .png .bmp .webp, any case) under ``root``, recursively, in sorted
     relative-path order; label -1."""
 
-    def __init__(self, root: str | Path, transform=None):
+    def __init__(self, root: str | Path, transform=None, flag: str = "--ood_data"):
         root = Path(root).expanduser()
+        if root.is_file():
+            raise ValueError(f"{flag} {root} is a file: for a folder pool it must name a folder of images")
         if not root.is_dir():
-            raise FileNotFoundError(f"OOD image folder not found: {root} (--ood_data must name a folder)")
+            raise FileNotFoundError(f"image folder not found: {root} ({flag} must name a folder)")
         paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not paths:
@@ -195,7 +199,8 @@ def resolve_pool_file(path_or_name: str, pool: str, suffix: str) -> Path:
     raise FileNotFoundError(f"{path_or_name!r} not found: it is not a path, nor a file in {folder}")
 
 
-def build_inference_set(name: str, split: str | None, data_root: str | None, root: str | None = None):
+def build_inference_set(name: str, split: str | None, data_root: str | None, root: str | None = None,
+                        flag: str = "--inference_dataset_split"):
     """Any dataset the framework reads, for feature inference: ``(dataset, identity)``.
 
     ID datasets (synthetic, cifar10, cifar100, imagenet100, places, with aliases) take ``split`` as their
@@ -214,7 +219,7 @@ def build_inference_set(name: str, split: str | None, data_root: str | None, roo
                                                   "source": str(Path(cache).expanduser().resolve())}
         if entry.layout == "list":
             if not split:
-                raise ValueError(f"--inference_dataset_split is required for {name}: its list of "
+                raise ValueError(f"{flag} is required for {name}: its list of "
                                  f"'relative/path label' lines")
             image_root = root or data_root
             if not image_root:
@@ -225,11 +230,11 @@ def build_inference_set(name: str, split: str | None, data_root: str | None, roo
                                                  "split": str(list_file.resolve()),
                                                  "source": str(Path(image_root).expanduser().resolve())}
         if not split:
-            raise ValueError(f"--inference_dataset_split is required for {entry.name}: the pool's "
+            raise ValueError(f"{flag} is required for {entry.name}: the pool's "
                              f"{'folder' if entry.layout == 'folder' else '.npy file'}")
         path = Path(split).expanduser()
-        return read(path), {"dataset": entry.name, "role": "pool", "split": str(path.resolve()),
-                            "source": str(path.resolve())}
+        return read(path, flag=flag), {"dataset": entry.name, "role": "pool", "split": str(path.resolve()),
+                                       "source": str(path.resolve())}
     try:
         dataset_name = registry.canonical_dataset(name)
     except ValueError:
@@ -259,6 +264,6 @@ def build_additional_set(name: str, split: str, pool_data: str | None, data_root
     if layout != "embedded" and not pool_data:
         raise ValueError(f"--additional_data is required for --additional_dataset {name}: the pool's .npy file "
                          f"or folder (the split holds indices into it)")
-    pool, identity = build_inference_set(name, pool_data, data_root, root)
+    pool, identity = build_inference_set(name, pool_data, data_root, root, flag="--additional_data")
     split_file = resolve_pool_file(split, identity["dataset"], ".npy")
     return pool, load_split_file(split_file, len(pool))

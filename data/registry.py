@@ -196,7 +196,8 @@ class DatasetEntry:
     ``"simclr"`` for every method plus per-method changes (see :func:`paper_defaults`). group_rule: how
     utils.metrics forms Many/Medium/Few. class_names: ``"module:attribute"`` of the names by label, or None.
     split_maker: what ``splits/make_splits.py`` writes for it ("protocol": every split of the long-tailed
-    protocol; "few_shot_list": the 1% list of a full-shot list; None: nothing).
+    protocol; "few_shot_list": the 1% list of a full-shot list; None: nothing). split_hint: what a missing
+    split of it is, for splits make_splits.py does not write.
     """
     name: str
     aliases: tuple[str, ...]
@@ -212,6 +213,7 @@ class DatasetEntry:
     class_names: str | None = None
     split_maker: str | None = None
     mak: MakDefaults | None = None
+    split_hint: str = "see splits/README.md for the split files"
 
     def spellings(self) -> set[str]:
         return {self.name.lower(), *(a.lower() for a in self.aliases)}
@@ -349,7 +351,7 @@ def make_splits_hint(name_of_dataset: str, split: str, data: str, split_dir: str
         full = Path(split_dir) / split_file_name(entry.splits.full, entry.name)
         return (f"make it with: python splits/make_splits.py --dataset {entry.name} --train_list {full} "
                 f"--out {split_dir}")
-    return "see splits/README.md for the split files"
+    return entry.split_hint
 
 
 # ------------------------------------------------------------------------------- the datasets themselves
@@ -370,7 +372,10 @@ for _entry in (
                      defaults={"simclr": dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000,
                                               sup_weight=0.2, temperature=0.2),
                                "sdclr": dict(prune_percent=0.9)},
-                     class_names="data.synthetic:CLASS_NAMES"),
+                     class_names="data.synthetic:CLASS_NAMES",
+                     split_hint="a synthetic split is an index .npy file into its training set; leave --trainSplit "
+                                "out to use the whole long-tailed set; the probes' splits are named full, few and "
+                                "val"),
         DatasetEntry("cifar10", ("cifar", "cifar-10"), "cifar", "data.readers:CIFAR10", ".npy",
                      SplitNames(train="split1_D_i", full="trainIdxList", val="valIdxList", **_CIFAR_SPLITS),
                      default_pool="300K_random_images", default_pool_file="300K_random_images.npy",
@@ -393,6 +398,8 @@ for _entry in (
                                 balanced="_BL_"),
                      default_pool="image_list", group_rule="thresholds", defaults=_IMAGENET_DEFAULTS,
                      split_maker="few_shot_list",
+                     split_hint="ImageNet-100 splits are the released image lists ('relative/path label' lines): "
+                                "give the list's path",
                      mak=MakDefaults("imagenet-100", epochs=1000, batch_size=256,
                                      inference_script="imagenet-100-inference.sh", pool="imagenet-900",
                                      pool_split="ImageNet_900_train", inference_gpus=2, release_run_names=True)),
@@ -400,5 +407,7 @@ for _entry in (
                      SplitNames(train="Places_LT_train", full="Places_train", val="Places_LT_val",
                                 test="Places_LT_test", few="Places_train_1pct", long_tailed="_LT_", balanced="_BL_"),
                      default_pool="image_list", group_rule="thresholds", defaults=_IMAGENET_DEFAULTS,
-                     split_maker="few_shot_list")):
+                     split_maker="few_shot_list",
+                     split_hint="Places splits are the released image lists ('relative/path label' lines): give "
+                                "the list's path")):
     register_dataset(_entry)

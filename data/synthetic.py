@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.checkpoint import atomic_write
+from utils.errors import WriteError
 
 SYNTHETIC_VERSION = 1
 IMAGE_SIZE = 32
@@ -393,7 +394,13 @@ def load_synthetic(root: str | os.PathLike | None = None, seed: int = 0) -> dict
                              f"{exc}); delete it to regenerate it") from exc
         return arrays
     arrays = generate_synthetic(seed)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except WriteError as e:
+        error = WriteError(f"{e}: the synthetic data is generated into its cache folder on first use; point --data "
+                           f"(or LTSSL_DATA) at a writable folder")
+        error.errno = e.errno
+        raise error from e
     return arrays
 
 

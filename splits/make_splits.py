@@ -8,6 +8,7 @@ Examples, from the repository root:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -21,10 +22,13 @@ from data.cifar import read_cifar_labels  # noqa: E402
 from data.datasets import read_image_list  # noqa: E402
 from data.lt_splits import balanced_fraction, describe_split, get_protocol, make_cifar_splits, split_names  # noqa: E402
 from utils.checkpoint import atomic_write  # noqa: E402
+from utils.cli import ArgumentParser  # noqa: E402
+from utils.errors import message  # noqa: E402
+from utils.run_dir import check_output_folder, write_marker  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Write the COLT long-tailed CIFAR split index files (.npy).")
+    parser = ArgumentParser(description="Write the COLT long-tailed CIFAR split index files (.npy).")
     makers = {d.name: d.split_maker for d in registry.datasets() if d.split_maker}
     parser.add_argument("--dataset", required=True, choices=list(makers),
                         help="%s: the long-tailed protocol; %s: the 1%%%% balanced list" % tuple(
@@ -40,7 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the whole protocol (default 0)")
     parser.add_argument("--num_splits", type=int, default=5, help="number of random splits K (default 5)")
     parser.add_argument("--overwrite", action="store_true", help="replace split files that already exist")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.fraction) and 0 < args.fraction <= 1):
+        parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
+    return args
 
 
 def summary_line(name: str, indices: np.ndarray, labels: np.ndarray, num_classes: int) -> str:
@@ -53,12 +60,14 @@ def write_fewshot_list(args: argparse.Namespace) -> None:
     if args.train_list is None:
         raise ValueError(f"--train_list is required for --dataset {args.dataset}")
     paths, labels = read_image_list(args.train_list)
+    check_output_folder(args.out, "splits", "--out")
     target = args.out / f"{args.train_list.stem}_1pct.txt"
     if target.exists() and not args.overwrite:
         raise FileExistsError(f"{target} exists (use --overwrite)")
     chosen = balanced_fraction(labels, args.fraction, seed=args.seed)
     text = "".join(f"{paths[i]} {labels[i]}\n" for i in chosen)
     args.out.mkdir(parents=True, exist_ok=True)
+    write_marker(args.out, "splits")
     atomic_write(target, lambda f: f.write(text.encode()))
     print(f"{target}: {len(chosen)} images, {len(chosen) // len(np.unique(labels))} per class")
 
@@ -67,6 +76,7 @@ def write_splits(args: argparse.Namespace) -> None:
     """Check that no target exists (unless --overwrite), read the labels, write every array, print a summary."""
     if args.num_splits < 1:
         raise ValueError(f"--num_splits must be at least 1, got {args.num_splits}")
+    check_output_folder(args.out, "splits", "--out")
     targets = {name: args.out / f"{name}.npy" for name in split_names(args.dataset, args.num_splits)}
     existing = [path for path in targets.values() if path.exists()]
     if existing and not args.overwrite:
@@ -74,6 +84,7 @@ def write_splits(args: argparse.Namespace) -> None:
     labels = read_cifar_labels(args.data, args.dataset, train=True)
     arrays = make_cifar_splits(labels, args.dataset, seed=args.seed, num_splits=args.num_splits)
     args.out.mkdir(parents=True, exist_ok=True)
+    write_marker(args.out, "splits")
     num_classes = get_protocol(args.dataset).num_classes
     for name, indices in arrays.items():
         atomic_write(targets[name], lambda f: np.save(f, indices, allow_pickle=False))
@@ -91,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--data is required for --dataset {args.dataset}")
             write_splits(args)
     except (OSError, ValueError) as e:  # missing or malformed data, existing targets, unwritable --out
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {message(e)}", file=sys.stderr)
         return 2
     return 0
 

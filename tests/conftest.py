@@ -53,15 +53,21 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped with a reason without one")
+# ---- the hostile-input suites (tests/test_hostile_*.py) ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def case_server():
+    """Entry points run as separate processes forked from one warm interpreter (tests/case_runner.py)."""
+    from tests.case_runner import CaseServer
+    with CaseServer() as server:
+        yield server
 
 
-def pytest_collection_modifyitems(config, items):
-    import torch
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
-    for item in items:
-        if item.get_closest_marker("cuda") is not None:
-            item.add_marker(skip)
+@pytest.fixture(scope="session")
+def hostile_world(case_server, tmp_path_factory):
+    """Tiny shared inputs for the hostile suites (tests/hostile.py); world-readable, so that cases may run
+    as an unprivileged user."""
+    from tests.hostile import build_world
+    world = build_world(case_server)
+    yield world
+    world.cleanup()

@@ -142,8 +142,10 @@ def test_sampling_writes_split_summary_and_grid_and_reuses_its_caches(setup, inf
     distance, _ = mak.proximity(train.load("feat"), pool.load("feat"), 3, seed=0)
     expected = mak.select(ecle, distance, pool.load("feat"), train.load("feat"), 10, "mak")
     np.testing.assert_array_equal(chosen, np.sort(expected))
-    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert cached == ["distance_K3.json", "distance_K3.npy", "ecle_R3.json", "ecle_R3.npy"]
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())  # one file each: values and their key
+    assert [name.rsplit("_", 1)[0] for name in cached] == ["distance_K3", "ecle_R3"]
+    assert all(name.endswith(".npz") and len(name.rsplit("_", 1)[1]) == len("0123456789abcdef.npz")
+               for name in cached)
     # a second run reads the caches; other ECLE settings recompute into the same cache name
     again = sample_mak.main(sample_argv(inferred, tmp_path, "--overwrite"))
     np.testing.assert_array_equal(np.load(again), chosen)
@@ -159,9 +161,10 @@ def test_ablations_write_their_own_splits(inferred, tmp_path, method, extra):
     chosen = np.load(split)
     assert len(np.unique(chosen)) == 10
     if method == "mak":  # proximity alone: the 10 smallest distances
-        distance = np.load(tmp_path / "cache" / "distance_K3.npy")
+        [cache] = (tmp_path / "cache").glob("distance_K3_*.npz")
+        distance = np.load(cache)["values"]
         np.testing.assert_array_equal(chosen, np.sort(np.argsort(distance, kind="stable")[:10]))
-        assert not (tmp_path / "cache" / "ecle_R3.npy").exists()  # a = 0 needs no ECLE
+        assert not list((tmp_path / "cache").glob("ecle_R3_*"))  # a = 0 needs no ECLE
 
 
 @pytest.mark.parametrize("change,message", [
@@ -183,14 +186,23 @@ def test_sampling_refuses_bad_input_with_one_line(inferred, tmp_path, change, me
     assert not list(tmp_path.glob("*.npy"))
 
 
-def test_sampling_refuses_outputs_of_different_checkpoints(inferred, tmp_path):
+def test_sampling_refuses_outputs_of_different_checkpoints(setup, inferred, tmp_path):
     import shutil
     other = tmp_path / "infer"
     shutil.copytree(inferred, other)
-    meta = json.loads((other / "train_noaug" / "meta.json").read_text())
-    meta["checkpoint_sha256"], meta["checkpoint"] = "0" * 64, "/elsewhere/model.pt"
-    (other / "train_noaug" / "meta.json").write_text(json.dumps(meta))
+    state = torch.load(setup["ckpt"], weights_only=True)
+    state["state_dict"]["fc.fc2.weight"] += 0.01  # another checkpoint
+    torch.save(state, tmp_path / "other.pt")
+    argv = infer_argv(setup, "train", other, "--overwrite")
+    argv[argv.index("--checkpoint") + 1] = str(tmp_path / "other.pt")
+    infer_features.main(argv)
     with pytest.raises(SystemExit, match="different checkpoints"):
+        sample_mak.main(sample_argv(other, tmp_path))
+    # a meta.json edited by hand no longer matches its chunks: they are refused as another store's
+    meta = json.loads((other / "train_noaug" / "meta.json").read_text())
+    meta["checkpoint_sha256"] = "0" * 64
+    (other / "train_noaug" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="written for another checkpoint or other settings"):
         sample_mak.main(sample_argv(other, tmp_path))
 
 
@@ -218,3 +230,20 @@ def test_random_colt_scorer_draws_budget_items_each_round_and_resumes(setup, tmp
     run = train_simclr.main(argv)
     rounds = [np.load(run / f"ood_round{r}.npy") for r in (1, 2)]
     assert all(len(np.unique(r)) == 8 for r in rounds) and not np.array_equal(*rounds)
+
+
+def test_k_means_uses_random_state_0_whatever_the_seed_and_the_picture_says_what_it_shows(inferred, tmp_path,
+                                                                                          monkeypatch):
+    from sampling import mak
+    import utils.plots
+    seeds, titles = [], []
+    fit, grid = mak.fit_centroids, utils.plots.save_image_grid
+    monkeypatch.setattr(mak, "fit_centroids", lambda *a, **k: seeds.append(k.get("seed")) or fit(*a, **k))
+    monkeypatch.setattr(utils.plots, "save_image_grid",
+                        lambda *a, **k: titles.append(k.get("title")) or grid(*a, **k))
+    sample_mak.main(sample_argv(inferred, tmp_path, "--seed", "10", "--loss_txt_name", "mak"))
+    sample_mak.main(sample_argv(inferred, tmp_path / "b", "--seed", "10", "--K_means_seed", "3"))
+    assert seeds == [0, 3]  # the release's random_state 0 unless asked otherwise
+    assert titles[0].startswith("MAK (tailness + proximity, then K-center): 10 of 10 chosen")
+    assert "mak (mak)" not in titles[0]
+    assert titles[1].startswith("MAK (tailness + proximity, then K-center), optimize_0.5lossR3_nearK3_coreR1.5_num10_s10")

@@ -460,8 +460,8 @@ def test_two_gloo_processes_see_the_augmentation_of_one():
 
 
 @pytest.mark.cuda
-def test_batched_path_on_cuda_equals_the_cpu():
-    cuda = torch.device("cuda")
+def test_batched_path_on_cuda_equals_the_cpu(accelerator):
+    cuda = accelerator
     for size, n in ((32, 120), (224, 30)):
         images = varied_images(n, size, seed=46).float()
         p = R.sample_randaug_params(torch.rand(n, generator=torch.Generator().manual_seed(47)) * 0.5 + 0.5,
@@ -472,7 +472,7 @@ def test_batched_path_on_cuda_equals_the_cpu():
     strengths = torch.rand(16, generator=torch.Generator().manual_seed(50))
     out = two_views(images, cfg, 1, 1, 0, strengths=strengths, randaug=ra)
     simclr = two_views(images, cfg, 1, 1, 0)
-    assert out.device.type == "cuda"
+    assert out.device.type == accelerator.type
     g = batch_generator(1, 1, 0)
     sample_params(32, 32, 32, cfg, g)
     params = R.sample_two_view_params(strengths, ra, g)

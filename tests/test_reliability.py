@@ -1,5 +1,5 @@
-"""Issue 10: nothing is lost to a NaN, a changed --resume, an --overwrite or a late failure, and bad input
-fails at start-up with one line. The lost-data cases compare checksums of the files that must survive."""
+"""Nothing is lost to a NaN, a changed --resume, an --overwrite or a late failure, and bad input fails at
+start-up with one line. The lost-data cases compare checksums of the files that must survive."""
 import hashlib
 import json
 import os
@@ -21,6 +21,7 @@ from data.datasets import ImageDecodeError, ImageFilesDataset, decode_error_mess
 from tests.conftest import REPO_ROOT
 from tests.test_train import run_cli, synthetic_root, tiny_args  # noqa: F401 (fixture)
 from utils.logger import write_args
+from utils.resume import changed_inputs, input_fingerprints, resume_differences, saved_args
 
 
 def checksums(folder, names=None) -> dict:
@@ -139,13 +140,34 @@ def test_extend_epochs_is_explicit_and_logged(synthetic_root, tmp_path):
 
 def test_resume_comparison_is_generic_over_the_saved_args():
     args = train_simclr.parse_args(["--epochs", "10"])
-    saved = train_simclr.saved_args(args)
-    assert train_simclr.resume_differences(args, saved) == []
+    saved = saved_args(args)
+    may_change = train_simclr.RESUME_MAY_CHANGE
+
+    def differences(old):
+        return resume_differences(saved_args(args), old, may_change, args.extend_epochs)
+    assert differences(saved) == []
     old = {k: v for k, v in saved.items() if k != "lr"}  # an older checkpoint without a key: unchanged
     newer = {**saved, "flag_of_a_later_version": "cuda"}  # a key this version does not know: not compared
-    assert train_simclr.resume_differences(args, old) == train_simclr.resume_differences(args, newer) == []
-    assert train_simclr.resume_differences(args, {**saved, "temperature": 0.5, "num_workers": 99}) == \
-        ["--temperature 0.2 (run: 0.5)"]
+    assert differences(old) == differences(newer) == []
+    assert differences({**saved, "temperature": 0.5, "num_workers": 99}) == ["--temperature 0.2 (run: 0.5)"]
+    assert resume_differences({"epochs": 20}, {"epochs": 10}, extend_epochs=True) == []
+    assert resume_differences({"epochs": 5}, {"epochs": 10}, extend_epochs=True) == ["--epochs 5 (run: 10)"]
+
+
+def test_input_fingerprints_name_what_changed(tmp_path):
+    split = tmp_path / "split.npy"
+    np.save(split, np.arange(4))
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "a.png").write_bytes(b"12")
+    saved = input_fingerprints({"trainSplit": split, "ood_data": tmp_path / "pool", "additional_split": None})
+    assert set(saved) == {"trainSplit", "ood_data"} and saved["ood_data"]["listing"]
+    assert changed_inputs(saved, input_fingerprints({"trainSplit": split, "ood_data": tmp_path / "pool"})) == []
+    np.save(split, np.arange(1, 5))
+    (tmp_path / "pool" / "b.png").write_bytes(b"3")
+    changed = changed_inputs(saved, input_fingerprints({"trainSplit": split, "ood_data": tmp_path / "pool"}))
+    assert [c.split()[0] for c in changed] == ["--trainSplit", "--ood_data"]
+    assert "content changed" in changed[0] and "listing changed" in changed[1]
+    assert changed_inputs({}, saved) == []  # a checkpoint of an older version recorded none
 
 
 def test_args_json_is_always_valid_json(tmp_path):

@@ -164,14 +164,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    """The split files (not the hidden file that marks the folder as one of splits)."""
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if not path.name.startswith(".")}
 
 
 def test_cli_writes_refuses_and_overwrites(cifar10_root, tmp_path):
     out = tmp_path / "splits"
     result = run_cli("--dataset", "cifar10", "--data", cifar10_root, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.npy" for name in split_names("cifar10"))
+    assert sorted(snapshot(out)) == sorted(f"{name}.npy" for name in split_names("cifar10"))
+    assert (out / ".ltssl-output.json").is_file()  # marks it as a folder of splits
     expected = make_cifar_splits(official_shaped_labels("cifar10"), "cifar10", seed=0)
     for name, indices in expected.items():
         written = np.load(out / f"{name}.npy", allow_pickle=False)

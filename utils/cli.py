@@ -14,3 +14,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 or "default" in text.lower()):
             return text
         return f"{text} (default: %(default)s)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, ``error: <message> (see <prog> --help)``, exit 2:
+    the scripts have dozens of flags, and a usage dump of 35 lines buries the one that was wrong."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")

@@ -35,3 +35,13 @@ def _scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     scale = (1.0 / (255.0 * std)).float()[:, None, None]
     shift = (-torch.tensor(IMAGENET_MEAN, dtype=torch.float64) / std).float()[:, None, None]
     return scale.to(device), shift.to(device)
+
+
+def pick_device(name: str) -> torch.device:
+    """``--device`` auto / cuda / cpu -> a device; ValueError for cuda on a machine without one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False); "
+                         "use --device cpu or auto")
+    return torch.device(name)
