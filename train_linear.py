@@ -72,7 +72,8 @@ def parse_args(argv=None, few_shot: bool = False, description: str | None = None
                    help="probe training split (default: trainIdxList for CIFAR, 'full' synthetic; few-shot: "
                         "split1_S_b / 'few')")
     p.add_argument("--valSplit", default=None, help="validation split for model selection (default valIdxList)")
-    p.add_argument("--testSplit", default=None, help="test list (ImageNet-100 / Places; CIFAR uses its test set)")
+    p.add_argument("--testSplit", default=None, help="test list (ImageNet-100 / Places, default the dataset's released test list; CIFAR and "
+                        "synthetic use their test sets)")
     p.add_argument("--pretrain_split", default=None,
                    help="the long-tailed pre-training split whose class counts define Many/Medium/Few "
                         "(default: the checkpoint's --trainSplit)")
@@ -300,6 +301,7 @@ def run(args, few_shot: bool) -> Path:
     train_name = args.trainSplit or (defaults[2] if few_shot else defaults[0])
     if train_name is None or (args.valSplit or defaults[1]) is None:
         raise ValueError(f"--trainSplit and --valSplit are required for {args.dataset}")
+    args.testSplit = args.testSplit or registry.dataset(args.dataset).splits.test
     train_set, val_set, test_set = build_eval_sets(args.dataset, args.data, train_name,
                                                    args.valSplit or defaults[1], args.testSplit)
     for name, dataset in (("--trainSplit", train_set), ("--valSplit", val_set), ("test set", test_set)):

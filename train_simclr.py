@@ -104,7 +104,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="global batch size, split evenly across processes (default: 512 CIFAR, 256 ImageNet)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.5)")
     g.add_argument("--temperature", type=float, default=None,
-                   help="NT-Xent temperature (default 0.2; SDCLR on ImageNet-100 / Places 0.3, as its release)")
+                   help="NT-Xent temperature; SDCLR on ImageNet-100 / Places takes 0.3, as its release (default: 0.2)")
     g.add_argument("--optimizer", default="sgd", choices=["sgd", "lars"],
                    help="sgd (momentum 0.9) or lars (trust ratio 0.001; BN and biases excluded)")
     g.add_argument("--weight_decay", type=float, default=1e-4, help="weight decay")

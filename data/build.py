@@ -74,7 +74,6 @@ def build_eval_sets(dataset: str, data_root, train_split: str, val_split: str, t
     cifar10/cifar100: index files into the official training set (e.g. trainIdxList, valIdxList,
     split1_S_b) and the official test set. imagenet100/places: three image lists under ``data_root``.
     """
-    """``--data``, or the dataset's default location (synthetic only); otherwise a clear error. A folder
-    that must exist (every dataset but synthetic, whose cache is made on first use) is checked here, so a
-    wrong --data is reported as such, before any split is looked for."""
-    root = Path(data_root).expanduser() if data_root else registry.reader(dataset).default_root()
+    entry = registry.dataset(dataset)
+    return registry.resolve(entry.reader).eval_sets(entry, resolve_data_root(entry.name, data_root), train_split,
+                                                    val_split, test_split)

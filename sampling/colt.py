@@ -299,7 +299,7 @@ def record_round(result: RoundResult, colt: COLT, loop, epoch: int, seconds: flo
     known = labels is not None and (labels >= 0).any()
     if known:
         rho, _, _ = class_tailness_correlation(scores, labels)
-        logger.info(f"COLT round {r}: mean tailness by class vs class count, Spearman {rho:.2f} (positive: head "
+        logger.info(f"tailness before round {r}: class means vs class counts, Spearman {rho:.2f} (positive: head "
                     f"classes score higher, as COLT assumes; labels are read for this report only)")
         logger.scalars({"tailness_count_spearman": rho}, epoch, "colt/")
     clusters = np.unique(result.ood_cluster)

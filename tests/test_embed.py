@@ -44,11 +44,3 @@ def test_embeddings_on_the_accelerator_under_bf16_and_fp32_match_the_cpu(acceler
         pinned = embed_dataset(model, with_transform(data, lambda x: x), accelerator, batch_size=32,
                                num_workers=1, projection=projection, precision="bf16")
         torch.testing.assert_close(pinned, bf16, rtol=0, atol=1e-5)
-
-
-def test_utils_does_not_import_data():
-    for path in (Path(REPO_ROOT) / "utils").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not any(n == "data" or n.startswith("data.") for n in names), path

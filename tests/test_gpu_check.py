@@ -162,7 +162,8 @@ def test_report_compares_the_benchmarks_with_the_targets(tmp_path):
     report = gpu_check.build_report(check)
     met = {t["key"] + ("/imagenet" if "ImageNet" in t["figure"] else ""): t["met"] for t in report["targets"]}
     assert met == {"batched_over_model": True, "colt_over_plain": False, "round_over_epoch": True,
-                   "batched_over_model/imagenet": None, "colt_over_plain/imagenet": None}
+                   "batched_over_model/imagenet": None, "colt_over_plain/imagenet": None, "sdclr_over_simclr": None,
+                   "bcl_i_over_batched_simclr": None, "bcl_d_over_batched_simclr": None}
     md = gpu_check.render_markdown(report)
     assert "| CIFAR: SimCLR+COLT step time / SimCLR step time | 1.05 | <= 1.03 | no |" in md
     assert "Some GPU" in md and "| bench_mak | k_center_s | 1.5 |" in md and "not measured" in md

@@ -238,7 +238,7 @@ def test_an_undecodable_image_is_named(hostile_world):
     ("synthetic_split_typo", r"synthetic probe split must be one of full, few, val, got 'fulll'"),
     ("cifar_data_missing", r"--data .*nowhere: folder not found"),
     ("unknown_dataset", r"unknown dataset 'cifar1000'"),
-    ("image_list_required", r"--trainSplit and --valSplit are required for imagenet100"),
+    ("image_list_required", r"split 'imageNet_100_\w+' not found.*released image lists"),
     ("empty_image_list", r"no images listed"),
     ("lr_nan", r"--lr must be a finite number > 0, got nan"),
     ("print_freq_zero", r"--print_freq must be positive"),
