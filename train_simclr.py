@@ -20,7 +20,6 @@ OOD selection are those of one process at the same global batch, but BatchNorm s
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -37,56 +36,29 @@ import methods
 from data import registry
 from data.datasets import ImageDecodeError, decode_error_message
 from data.inputs import pretraining_inputs
-from data.pretraining import TrainingBatches, build_pretraining_data
+from data import pretraining as data_args
+from data.pretraining import TrainingBatches, batched_views, build_pretraining_data, randaug_config
 from methods import BCL, Batch
 from models import MODEL_NAMES, build_simclr
 from sampling import colt
 from utils import distributed
-from utils import run_dir as run_dirs
-from utils.checkpoint import (check_training_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                              shape_mismatches)
-from utils.cli import ArgumentParser, HelpFormatter
+from utils import run_state
+from utils.cli import ArgumentParser, HelpFormatter, number_errors
 from utils.errors import message
-from utils.resume import check_inputs_unchanged, check_settings, input_fingerprints, saved_args
-from utils.run_dir import RunDirClaim, check_name
+from utils.resume import input_fingerprints
+from utils.run_dir import check_name
 from utils.embed import embed_dataset, with_transform
-from utils.knn import knn_predict
+from utils.knn import knn_accuracy
 from utils.names import method_label
-from utils.logger import RunLogger, progress_disabled, write_args
+from utils.logger import progress_disabled, write_args
 from utils.optim import build_optimizer
-from utils.precision import DEFAULT_PRECISION, PRECISIONS, PRECISION_HELP
 from utils.schedule import build_scheduler
-
-# Flags that --resume accepts with another value than the run's: none of them changes the weights, the
-# data order or the OOD selection. Every other saved setting must match (--epochs: see --extend_epochs).
-# Paths (--data, --ood_data, --ood_root) may change because data move; their content must not.
-RESUME_MAY_CHANGE = ("num_workers", "print_freq", "save_freq", "knn_every", "knn_k", "testSplit",
-                     "embed_batch_size", "device", "data", "ood_data", "ood_root", "save_dir", "experiment",
-                     "resume", "checkpoint", "overwrite", "extend_epochs", "check_only")
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help="run name; the run directory is <save-dir>/<experiment> (default: <dataset>_<method>)")
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic",
-                   help=f"one of {', '.join(registry.dataset_names())} (aliases such as 'cifar' work); default: synthetic, "
-                        "the embedded data the project generates itself")
-    g.add_argument("--data", default=None,
-                   help="dataset root: the folder holding cifar-10-batches-py / cifar-100-python, or the image "
-                        "root of ImageNet-100 / Places; synthetic: cache folder (default $LTSSL_DATA/synthetic "
-                        "or ~/.cache/ltssl/synthetic)")
-    g.add_argument("--trainSplit", default=None,
-                   help="long-tailed split: a .npy index file (CIFAR, synthetic) or an image list (ImageNet-100, "
-                        "Places); a bare name is looked up in splits/<dataset>/ (default: the whole training set)")
-    g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per GPU/process")
-    g.add_argument("--aug_device", default="auto", choices=["auto", "cpu", "gpu"],
-                   help="cpu: torchvision per image in DataLoader workers; gpu: batched with per-image "
-                        "parameters, array data (synthetic, CIFAR, array pools) held on the training device as "
-                        "uint8, no workers on CUDA (on the CPU, --num_workers processes make the next batches' "
-                        "views; file lists: workers decode and crop); auto: gpu when CUDA is present, else cpu "
-                        "(on the loaded 2-core CPU neither path was reliably faster, docs/benchmarks.md)")
+    data_args.add_arguments(p)
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, choices=sorted(MODEL_NAMES),
                    help="encoder (default: res18 for 32x32 data, res50 for ImageNet-100/Places)")
@@ -114,20 +86,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--max_steps_per_epoch", type=int, default=0,
                    help="stop each epoch after this many steps (0 = full epochs; for smoke tests)")
     colt.add_arguments(p)
-    g = p.add_argument_group("extra images chosen offline (MAK: sample_mak.py writes the split)")
-    g.add_argument("--additional_dataset", default=None,
-                   help="pool the extra images come from: 300K_random_images, image_list, imagenet-900, "
-                        "imagenet_places365_mix, folder or synthetic_pool (None = no extra images)")
-    g.add_argument("--additional_split", "--additional_dataset_split", dest="additional_split", default=None,
-                   help="the chosen items: an image list (image-list pools) or an index .npy into the pool; a "
-                        "path, or a name in splits/<pool>/ such as MAK/optimize_0.5lossR10_nearK10_coreR1.5_num10000_s10")
-    g.add_argument("--additional_data", default=None,
-                   help="the pool file of 300K_random_images (.npy) or the folder of a folder pool")
-    g.add_argument("--additional_dataset_root", default=None,
-                   help="image root of an image-list pool (default --data)")
-    g.add_argument("--additional_sup_weight", type=float, default=0.0,
-                   help="weight of the distribution-level loss between ID and extra images (default 0: the "
-                        "extra images are plain unlabeled images, as in MAK)")
     g = p.add_argument_group("monitoring")
     g.add_argument("--knn_every", type=int, default=0,
                    help="every this many epochs, log the weighted k-NN top-1 accuracy of the backbone features "
@@ -135,31 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "are only read for this monitor, never for training)")
     g.add_argument("--knn_k", type=int, default=200, help="neighbours of the k-NN monitor")
     g.add_argument("--testSplit", default=None, help="test list for the k-NN monitor (ImageNet-100 / Places)")
-    g = p.add_argument_group("run")
-    g.add_argument("--save-dir", "--save_dir", dest="save_dir", default="checkpoints",
-                   help="folder that holds run directories")
-    g.add_argument("--seed", type=int, default=1, help="seed of initialisation, data order and augmentation")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in <save-dir>/<experiment> from its model.pt (or --checkpoint). Only "
-                        f"these flags may differ from the run's: {', '.join('--' + n for n in RESUME_MAY_CHANGE)}; "
-                        "any other difference is refused. A directory without model.pt (stopped before its "
-                        "first checkpoint) starts again")
-    g.add_argument("--extend_epochs", action="store_true",
-                   help="with --resume: accept a larger --epochs than the run's. The cosine schedule is then "
-                        "stretched to the new total from the current step on, so the remaining learning rates "
-                        "differ from both the original run and a run planned that long from the start")
-    g.add_argument("--checkpoint", default=None, help="with --resume: the checkpoint to continue from")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start an existing run of the same name again: once every input is checked, the old "
-                        "run directory is moved aside, removed when the new run saves its first checkpoint, "
-                        "and put back if the new run fails before that")
-    g.add_argument("--check_only", action="store_true",
-                   help="check every input and setting (data, pool, splits, checkpoint), then exit without "
-                        "writing anything (the launchers do this before starting several processes)")
-    g.add_argument("--save_freq", type=int, default=100, help="also keep model_<epoch>.pt every this many epochs")
-    g.add_argument("--print_freq", type=int, default=10, help="log every this many steps")
-    g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="training device")
-    g.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=PRECISION_HELP)
+    run_state.add_arguments(p)
     return finalise_args(p, p.parse_args(argv))
 
 
@@ -175,34 +109,18 @@ def finalise_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             setattr(args, name, value)
     if args.sample_set is None:
         args.sample_set = registry.default_sample_set(args.dataset)
-    if args.additional_dataset is not None and args.additional_dataset.lower() == "none":
-        args.additional_dataset = None  # the MAK launchers' spelling of "no extra images"
-    errors = [f"--{name} must be positive, got {getattr(args, name)}"
-              for name in ("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq")
-              if getattr(args, name) <= 0]
-    errors += [f"--{name} must be >= 0, got {getattr(args, name)}"
-               for name in ("num_workers", "lr_warmup_epochs", "max_steps_per_epoch", "knn_every")
-               if getattr(args, name) < 0]
-    errors += [f"--{name} must be a finite number > 0, got {getattr(args, name)}" for name in ("lr", "temperature")
-               if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0)]
-    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        errors.append(f"--weight_decay must be a finite number >= 0, got {args.weight_decay}")
-    if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
-        errors.append(f"--momentum must be in [0, 1), got {args.momentum}")
-    if args.knn_k <= 0:
-        errors.append(f"--knn_k must be positive, got {args.knn_k}")
-    errors += colt.check_args(args) + methods.check_args(args)
-    exclusive = [("resume", "overwrite", "--resume and --overwrite exclude each other"),
-                 ("additional_dataset", "COLT", "--additional_dataset (images chosen offline) and --COLT (chosen "
-                                                "online) exclude each other")]
-    errors += [message for a, b, message in exclusive if getattr(args, a) and getattr(args, b)]
-    needs = [("extend_epochs", "resume", "--extend_epochs extends a run: add --resume"),
-             ("checkpoint", "resume", "--checkpoint names the checkpoint to resume from: add --resume"),
-             ("additional_dataset", "additional_split", "--additional_dataset needs --additional_split: the "
-                                                        "chosen items")]
-    errors += [message for a, b, message in needs if getattr(args, a) and not getattr(args, b)]
-    if args.additional_sup_weight < 0:
-        errors.append(f"--additional_sup_weight must be >= 0, got {args.additional_sup_weight}")
+    errors = number_errors(args, positive=("epochs", "batch_size", "width", "output_ch", "save_freq", "print_freq",
+                                           "knn_k"),
+                           non_negative=("lr_warmup_epochs", "max_steps_per_epoch", "knn_every"),
+                           finite_positive=("lr", "temperature"), finite_non_negative=("weight_decay",),
+                           unit_interval=("momentum",))
+    errors += data_args.check_args(args) + colt.check_args(args) + methods.check_args(args)
+    errors += [message for a, b, message in [
+        ("resume", "overwrite", "--resume and --overwrite exclude each other")] if getattr(args, a) and getattr(args, b)]
+    errors += [message for a, b, message in [
+        ("extend_epochs", "resume", "--extend_epochs extends a run: add --resume"),
+        ("checkpoint", "resume", "--checkpoint names the checkpoint to resume from: add --resume")]
+        if getattr(args, a) and not getattr(args, b)]
     if errors:
         parser.error(errors[0])
     args.experiment = args.experiment or f"{args.dataset}_{default_name(args)}"
@@ -236,64 +154,24 @@ def run(args, info: distributed.DistInfo) -> Path:
     try:
         data = build_pretraining_data(args, info.world_size)
         args.input_fingerprints = input_fingerprints(pretraining_inputs(args))  # --resume compares them
-        run_dir, mode = plan_run_dir(args, info)
-        state, path = resume_state(args, run_dir, mode)
+        run_dir, mode = run_state.plan_run_dir(args, info)
+        state, path = run_state.resume_state(args, run_dir, mode)
         torch.manual_seed(args.seed)
         method = methods.build_method(args, build_network(args, info))
         if state is not None:
-            check_architecture(method.network, state, path, args)
-            check_resume(args, state, path)
+            run_state.check_resume(args, method.network, state, path, plugin_keys(args))
     except (OSError, ValueError) as e:
         raise SystemExit(f"error: {message(e)}") from None
     if args.check_only:
         if info.is_main:
             print(f"checked: {len(data.id_set)} training images, run directory {run_dir} ({mode}); nothing written")
         return run_dir
-    claim = RunDirClaim(run_dirs.RunPlan(run_dir, "pretraining", mode), is_main=info.is_main)
-    try:
-        claim.__enter__()
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {message(e)}") from None
-    distributed.barrier()
-    logger, saved_once = None, False
-    try:
-        logger = RunLogger(run_dir, enabled=info.is_main)
-        if claim.aside is not None:
-            logger.info(f"--overwrite: the old run is kept at {claim.aside} until this run saves its first "
-                        f"checkpoint")
-        if mode == "restart":
-            logger.info(f"{run_dir} held no checkpoint (an earlier start stopped before its first epoch "
-                        f"ended): starting the run again")
+    describe = lambda e: decode_error_message(e) if isinstance(e, ImageDecodeError) else message(e)
+    with run_state.ClaimedRun(run_dir, mode, info, describe) as claimed:  # on failure the old run comes back
         if info.is_main and state is None:
             write_args(args, run_dir / "args.json", what_runs(args, info))
-        for _ in train(args, info, logger, run_dir, method, data, state, path):  # yields after each checkpoint
-            if not saved_once:
-                saved_once = True
-                claim.keep_new()
-    except NonFiniteError as e:
-        logger.close()
-        last = run_dir / "model.pt"
-        if not saved_once and claim.give_back():
-            kept = f"the run it was to replace is back in {run_dir}, unchanged"
-        else:
-            kept = f"{last} is kept unchanged" if last.is_file() else "no checkpoint was saved"
-        raise SystemExit(f"error: {e}; stopped before saving: {kept} (lower --lr or raise --temperature)") \
-            from None
-    except (ImageDecodeError, OSError, ValueError) as e:
-        if logger is not None:
-            logger.close()
-        back = not saved_once and claim.give_back()
-        text = decode_error_message(e) if isinstance(e, ImageDecodeError) else message(e)
-        raise SystemExit(f"error: {text}" + (f"; the run it was to replace is back in {run_dir}, unchanged"
-                                             if back else "")) from None
-    except BaseException:
-        if logger is not None:
-            logger.close()
-        if not saved_once:
-            claim.give_back()
-        raise
-    logger.info(f"done: outputs in {run_dir.resolve()}")
-    logger.close()
+        for _ in train(args, info, claimed.logger, run_dir, method, data, state, path):  # after each checkpoint
+            claimed.saved()
     return run_dir
 
 
@@ -360,11 +238,11 @@ def train(args, info, logger, run_dir, method, data, state, path):
     total_steps, warmup_steps = schedule_steps(args, len(data.train))
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_steps=warmup_steps)
     batches = TrainingBatches(data, args.batch_size, info.rank, info.world_size, info.device, args.seed,
-                              args.num_workers, batched_views(args, info), randaug=bcl_config(args))
+                              args.num_workers, batched_views(args, info.device), randaug=randaug_config(args))
     loop = Loop(args, info, logger, run_dir, method, data, batches)
     start_epoch = 1
     if state is not None:
-        start_epoch = restore(state, method, optimizer, scheduler, hooks, loop, total_steps) + 1
+        start_epoch = run_state.restore(state, method.network, optimizer, scheduler, hooks, loop, total_steps) + 1
         logger.info(f"resumed from {path} at epoch {start_epoch - 1}")
     runner = method
     if info.is_distributed:
@@ -390,17 +268,15 @@ def train(args, info, logger, run_dir, method, data, state, path):
                     f"{stats['images_per_s']:.0f} img/s ({stats['seconds']:.1f}s)")
         logger.scalars({"loss": stats["loss"], "images_per_s": stats["images_per_s"]}, epoch, prefix="epoch/")
         if args.knn_every and epoch % args.knn_every == 0:
-            accuracy = knn_monitor(loop)
+            accuracy = knn_accuracy(lambda d: loop.embed(d, projection=False), data.id_set, data.test_set,
+                                    args.knn_k, info.device)
             logger.info(f"epoch {epoch}: k-NN top-1 {accuracy:.2f}%")
             logger.scalars({"top1": accuracy}, epoch, prefix="knn/")
         if info.is_main:
-            save_run(run_dir, checkpoint_state(method, optimizer, scheduler, hooks, epoch, args), args, info, epoch)
+            run_state.save_run(run_dir, run_state.checkpoint_state(method.network, optimizer, scheduler, hooks, epoch,
+                                                                   args), args, what_runs(args, info), epoch)
         distributed.barrier()
         yield epoch
-
-
-class NonFiniteError(Exception):
-    """The loss or the weights stopped being finite: nothing of this epoch may be saved."""
 
 
 def train_one_epoch(runner, method, hooks, loader, optimizer, scheduler, epoch: int, args, info, logger) -> dict:
@@ -448,19 +324,14 @@ def train_one_epoch(runner, method, hooks, loader, optimizer, scheduler, epoch: 
         bar.close()
     # every rank computes the same global loss; the reduction keeps the ranks' decisions identical anyway
     if distributed.all_reduce_mean((first_bad > 0).float()).item() > 0:
-        raise NonFiniteError(f"non-finite loss ({bad_value.item()}) at epoch {epoch}, step {first_bad.item()} "
+        raise run_state.NonFiniteError(f"non-finite loss ({bad_value.item()}) at epoch {epoch}, step {first_bad.item()} "
                              f"of {steps}")
     tensors = [t for t in method.network.state_dict().values() if t.is_floating_point()]
     if not torch.stack([torch.isfinite(t).all() for t in tensors]).all().item():
-        raise NonFiniteError(f"non-finite weights after epoch {epoch} (the loss stayed finite)")
+        raise run_state.NonFiniteError(f"non-finite weights after epoch {epoch} (the loss stayed finite)")
     elapsed = time.time() - start
     mean_loss = distributed.all_reduce_mean(loss_sum / max(steps, 1)).item()
     return {"loss": mean_loss, "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
-
-
-def batched_views(args, info) -> bool:
-    """Whether views are made by the batched augmentation (--aug_device gpu, or auto on CUDA)."""
-    return args.aug_device == "gpu" or (args.aug_device == "auto" and info.device.type == "cuda")
 
 
 def what_runs(args, info) -> dict:
@@ -468,16 +339,13 @@ def what_runs(args, info) -> dict:
     batched path on the CPU, --precision bf16 without CUDA is float32 arithmetic."""
     where = info.device.type
     return {"method": method_label(args.prune, args.bcl, args.COLT), "device": where, "processes": info.world_size,
-            "augmentation": f"batched on {where}" if batched_views(args, info) else "per image in workers",
+            "augmentation": f"batched on {where}" if batched_views(args, info.device) else "per image in workers",
             "arithmetic": "bf16 autocast" if args.precision == "bf16" and where == "cuda" else "fp32"}
 
 
-def bcl_config(args):
-    """BCL's RandAugment settings, or None without --bcl."""
-    if not args.bcl:
-        return None
-    from data.randaug import RandAugConfig
-    return RandAugConfig(k=args.rand_k, max_strength=args.rand_strength)
+def plugin_keys(args) -> list[str]:
+    """The checkpoint entries the flags' plug-ins need on --resume."""
+    return [key for flag, key in (("COLT", "colt"), ("bcl", "bcl")) if getattr(args, flag)]
 
 
 def schedule_steps(args, num_train: int) -> tuple[int, int]:
@@ -489,112 +357,6 @@ def schedule_steps(args, num_train: int) -> tuple[int, int]:
     plain_epochs = min(args.warmup, args.epochs) if args.COLT else args.epochs
     total = plain_epochs * steps(num_train) + (args.epochs - plain_epochs) * steps(num_train + args.budget)
     return total, args.lr_warmup_epochs * steps(num_train)
-
-
-def knn_monitor(loop: Loop) -> float:
-    """Weighted k-NN top-1 accuracy (%) of the backbone features, training split as the memory bank."""
-    device, test_set = loop.info.device, loop.data.test_set
-    bank_labels = torch.as_tensor(loop.id_set.labels, device=device)
-    test_labels = torch.as_tensor(test_set.labels, device=device)
-    predicted = knn_predict(loop.embed(loop.id_set, projection=False), bank_labels,
-                            loop.embed(test_set, projection=False),
-                            int(max(bank_labels.max(), test_labels.max())) + 1, k=loop.args.knn_k)
-    return (predicted == test_labels).float().mean().item() * 100
-
-
-def checkpoint_state(method, optimizer, scheduler, hooks, epoch: int, args) -> dict:
-    """The model, optimiser, schedule, epoch, RNG states, settings and every plug-in's state."""
-    state = {"state_dict": method.network.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_state(), "args": saved_args(args),
-             "inputs": getattr(args, "input_fingerprints", {})}
-    hook_states = {hook.key: hook.state_dict() for hook in hooks}
-    state.update({key: value for key, value in hook_states.items() if value})
-    return state
-
-
-def restore(state: dict, method, optimizer, scheduler, hooks, loop: Loop, total_steps: int) -> int:
-    """Load a checkpoint into the run; returns its epoch."""
-    method.network.load_state_dict(state["state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    for hook in hooks:
-        if hook.state_dict():
-            hook.load_state_dict(state[hook.key])
-        hook.resume(loop)  # COLT: train on its current selection again
-    planned = (state.get("args") or {}).get("epochs", loop.args.epochs)
-    if loop.args.epochs != planned:  # --extend_epochs: the schedule's lambda already counts the new total
-        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-            group["lr"] = base * factor(scheduler.last_epoch)
-        loop.logger.info(f"--extend_epochs: {planned} -> {loop.args.epochs} epochs; the cosine schedule now ends "
-                         f"at step {total_steps}, so the remaining learning rates differ from the planned run's")
-    return state["epoch"]
-
-
-def save_run(run_dir: Path, state: dict, args, info, epoch: int) -> None:
-    """model.pt (latest) always; model_<epoch>.pt every --save_freq epochs; args.json beside them. The
-    snapshot is written before model.pt: a run killed between the two resumes from the previous epoch and
-    writes the snapshot again, so no snapshot is ever skipped."""
-    write_args(args, run_dir / "args.json", what_runs(args, info))
-    if epoch % args.save_freq == 0 or epoch == args.epochs:
-        save_checkpoint(state, run_dir / f"model_{epoch}.pt")
-    save_checkpoint(state, run_dir / "model.pt")
-
-
-# ---- run bookkeeping (the rules live in utils/run_dir.py and utils/resume.py) ----
-
-def plan_run_dir(args, info: distributed.DistInfo) -> tuple[Path, str]:
-    """(run directory, mode), decided on the main process; checks only. A run is there once it saved a
-    checkpoint; args.json or log.txt alone are a start that never finished an epoch (mode "restart"), a
-    launcher's bash_log.txt alone is nothing. Raises ValueError."""
-    plan = None
-    if info.is_main:
-        try:
-            planned = run_dirs.plan_run_dir(
-                args.save_dir, args.experiment, "pretraining", resume=args.resume, overwrite=args.overwrite,
-                restart_only=True, dry_run=args.check_only,
-                finished=lambda d: bool(args.resume and args.checkpoint) or (d / "model.pt").is_file(),
-                started=lambda d: any((d / n).exists() for n in ("args.json", "log.txt")),
-                already=f"run directory {Path(args.save_dir) / args.experiment} already holds a run: use --resume "
-                        f"to continue it, --overwrite to replace it, or another experiment name")
-            plan = (planned, None)
-        except (OSError, ValueError) as e:
-            plan = (None, message(e))
-    planned, error = distributed.broadcast_object(plan)
-    if error:
-        raise ValueError(error)
-    return planned.run_dir, planned.mode
-
-
-def resume_state(args, run_dir: Path, mode: str) -> tuple[dict | None, Path | None]:
-    """The checkpoint to continue from (on the CPU: RNG states must stay CPU tensors), or (None, None)."""
-    if mode != "resume":
-        return None, None
-    path = Path(args.checkpoint) if args.checkpoint else run_dir / "model.pt"
-    return check_training_state(load_checkpoint(path, map_location="cpu"), path), path
-
-
-def check_resume(args, state: dict, path: Path) -> None:
-    """Refuse a checkpoint whose run had other trajectory settings or read other data (ValueError)."""
-    for flag, key in (("COLT", "colt"), ("bcl", "bcl")):
-        if getattr(args, flag) and key not in state:
-            raise ValueError(f"{path} holds no {key.upper()} state: it was not a --{flag} run")
-    check_settings(saved_args(args), state.get("args") or {}, RESUME_MAY_CHANGE, args.extend_epochs)
-    check_inputs_unchanged(state.get("inputs") or {}, args.input_fingerprints, path)
-
-
-def check_architecture(model: nn.Module, state: dict, path: Path, args) -> None:
-    """One line instead of load_state_dict's size-mismatch traceback (ValueError)."""
-    mismatches = shape_mismatches(model.state_dict(), state["state_dict"])
-    if mismatches:
-        saved = state.get("args") or {}
-        built = f"--model {args.model} --width {args.width} --output_ch {args.output_ch}"
-        if {"model", "width", "output_ch"} <= saved.keys() and \
-                (saved["model"], saved["width"], saved["output_ch"]) != (args.model, args.width, args.output_ch):
-            raise ValueError(f"checkpoint {path} was trained with --model {saved['model']} --width "
-                             f"{saved['width']} --output_ch {saved['output_ch']}; this run builds {built}")
-        raise ValueError(f"checkpoint {path} does not fit this run's {built} ({len(mismatches)} tensors "
-                         f"differ, e.g. {mismatches[0]})")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -19,6 +18,73 @@ from data.gpu_aug import aug_config
 from data.ood import IdOodDataset, build_additional_set, build_ood_pool
 from data.sampler import EpochSampler, SeededViews
 from data.views import IMAGE_KIND, TwoViews, eval_transform, simclr_augmentation, simclr_crop
+
+
+def add_arguments(parser) -> None:
+    """The data a pre-training run reads: the ID set, how its views are made, and MAK's extra images."""
+    from data import registry
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="synthetic",
+                   help=f"one of {', '.join(registry.dataset_names())} (aliases such as 'cifar' work); default: "
+                        "synthetic, the embedded data the project generates itself")
+    g.add_argument("--data", default=None,
+                   help="dataset root: the folder holding cifar-10-batches-py / cifar-100-python, or the image "
+                        "root of ImageNet-100 / Places; synthetic: cache folder (default $LTSSL_DATA/synthetic "
+                        "or ~/.cache/ltssl/synthetic)")
+    g.add_argument("--trainSplit", default=None,
+                   help="long-tailed split: a .npy index file (CIFAR, synthetic) or an image list (ImageNet-100, "
+                        "Places); a bare name is looked up in splits/<dataset>/ (default: the whole training set)")
+    g.add_argument("--num_workers", type=int, default=4, help="DataLoader worker processes per GPU/process")
+    g.add_argument("--aug_device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="cpu: torchvision per image in DataLoader workers; gpu: batched with per-image "
+                        "parameters, array data (synthetic, CIFAR, array pools) held on the training device as "
+                        "uint8, no workers on CUDA (on the CPU, --num_workers processes make the next batches' "
+                        "views; file lists: workers decode and crop); auto: gpu when CUDA is present, else cpu "
+                        "(on the loaded 2-core CPU neither path was reliably faster, docs/benchmarks.md)")
+    g = parser.add_argument_group("extra images chosen offline (MAK: sample_mak.py writes the split)")
+    g.add_argument("--additional_dataset", default=None,
+                   help="pool the extra images come from: 300K_random_images, image_list, imagenet-900, "
+                        "imagenet_places365_mix, folder or synthetic_pool (None = no extra images)")
+    g.add_argument("--additional_split", "--additional_dataset_split", dest="additional_split", default=None,
+                   help="the chosen items: an image list (image-list pools) or an index .npy into the pool; a "
+                        "path, or a name in splits/<pool>/ such as "
+                        "MAK/optimize_0.5lossR10_nearK10_coreR1.5_num10000_s10")
+    g.add_argument("--additional_data", default=None,
+                   help="the pool file of 300K_random_images (.npy) or the folder of a folder pool")
+    g.add_argument("--additional_dataset_root", default=None,
+                   help="image root of an image-list pool (default --data)")
+    g.add_argument("--additional_sup_weight", type=float, default=0.0,
+                   help="weight of the distribution-level loss between ID and extra images (default 0: the "
+                        "extra images are plain unlabeled images, as in MAK)")
+
+
+def check_args(args) -> list[str]:
+    """What is wrong with the data flags (empty if nothing)."""
+    if args.additional_dataset is not None and args.additional_dataset.lower() == "none":
+        args.additional_dataset = None  # the MAK launchers' spelling of "no extra images"
+    errors = []
+    if args.additional_dataset and args.COLT:
+        errors.append("--additional_dataset (images chosen offline) and --COLT (chosen online) exclude each other")
+    if args.additional_dataset and not args.additional_split:
+        errors.append("--additional_dataset needs --additional_split: the chosen items")
+    if args.additional_sup_weight < 0:
+        errors.append(f"--additional_sup_weight must be >= 0, got {args.additional_sup_weight}")
+    if args.num_workers < 0:
+        errors.append(f"--num_workers must be >= 0, got {args.num_workers}")
+    return errors
+
+
+def batched_views(args, device: torch.device) -> bool:
+    """Whether views are made by the batched augmentation (--aug_device gpu, or auto on CUDA)."""
+    return args.aug_device == "gpu" or (args.aug_device == "auto" and device.type == "cuda")
+
+
+def randaug_config(args):
+    """BCL's RandAugment settings (--rand_k, --rand_strength), or None without --bcl."""
+    if not args.bcl:
+        return None
+    from data.randaug import RandAugConfig
+    return RandAugConfig(k=args.rand_k, max_strength=args.rand_strength)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from methods import Method
 from data.datasets import ImageDecodeError, ImageFilesDataset, decode_error_message
 from tests.conftest import REPO_ROOT
 from tests.test_train import run_cli, synthetic_root, tiny_args  # noqa: F401 (fixture)
+from utils import run_state
 from utils.logger import write_args
 from utils.resume import changed_inputs, input_fingerprints, resume_differences, saved_args
 
@@ -141,7 +142,7 @@ def test_extend_epochs_is_explicit_and_logged(synthetic_root, tmp_path):
 def test_resume_comparison_is_generic_over_the_saved_args():
     args = train_simclr.parse_args(["--epochs", "10"])
     saved = saved_args(args)
-    may_change = train_simclr.RESUME_MAY_CHANGE
+    may_change = run_state.RESUME_MAY_CHANGE
 
     def differences(old):
         return resume_differences(saved_args(args), old, may_change, args.extend_epochs)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -22,3 +23,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def number_errors(args, positive=(), non_negative=(), finite_positive=(), finite_non_negative=(),
+                  unit_interval=()) -> list[str]:
+    """One message per flag of ``args`` whose number is out of its range (``unit_interval``: [0, 1))."""
+    value = lambda name: getattr(args, name)
+    finite = lambda name: isinstance(value(name), (int, float)) and math.isfinite(value(name))
+    return ([f"--{n} must be positive, got {value(n)}" for n in positive if value(n) <= 0]
+            + [f"--{n} must be >= 0, got {value(n)}" for n in non_negative if value(n) < 0]
+            + [f"--{n} must be a finite number > 0, got {value(n)}" for n in finite_positive
+               if not (finite(n) and value(n) > 0)]
+            + [f"--{n} must be a finite number >= 0, got {value(n)}" for n in finite_non_negative
+               if not (finite(n) and value(n) >= 0)]
+            + [f"--{n} must be in [0, 1), got {value(n)}" for n in unit_interval
+               if not (finite(n) and 0 <= value(n) < 1)])

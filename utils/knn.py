@@ -17,3 +17,13 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
         votes.scatter_add_(1, bank_labels[neighbour], (similarity / temperature).exp())
         predictions.append(votes.argmax(dim=1))
     return torch.cat(predictions)
+
+
+def knn_accuracy(embed, bank_set, test_set, k: int, device) -> float:
+    """Weighted k-NN top-1 accuracy (%) of ``test_set`` against ``bank_set`` (the training split, its labels
+    the memory bank's); ``embed(dataset)`` gives the normalised features of a dataset."""
+    bank_labels = torch.as_tensor(bank_set.labels, device=device)
+    test_labels = torch.as_tensor(test_set.labels, device=device)
+    predicted = knn_predict(embed(bank_set), bank_labels, embed(test_set),
+                            int(max(bank_labels.max(), test_labels.max())) + 1, k=k)
+    return (predicted == test_labels).float().mean().item() * 100
