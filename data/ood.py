@@ -97,9 +97,10 @@ def build_ood_pool(sample_set: str | None, ood_data: str | None, dataset: str, d
                    ood_root: str | None = None, transform=None) -> Dataset:
     """The OOD pool named by ``--sample_set`` (None: the dataset's default), with ``transform`` set on it.
 
-    synthetic:          the synthetic dataset's own 10,000-image pool (labels = generator family, for
-                        analysis only), from ``data_root`` when the ID dataset is synthetic too, else from
-                        the default synthetic root ($LTSSL_DATA/synthetic or ~/.cache/ltssl/synthetic).
+    synthetic:          the synthetic dataset's own pool (unlabelled; how its items relate to the classes
+                        is read by reports only, see data/relations.py), from ``data_root`` when the ID
+                        dataset is synthetic too, else from the default synthetic root
+                        ($LTSSL_DATA/synthetic or ~/.cache/ltssl/synthetic).
     300K_random_images: ``ood_data`` is the .npy file (memory-mapped).
     image_list:         ``ood_data`` is a list of ``relative/path label`` lines, images under ``ood_root``
                         (else ``data_root``).
@@ -111,8 +112,8 @@ def build_ood_pool(sample_set: str | None, ood_data: str | None, dataset: str, d
         from data.synthetic import load_synthetic
         # Another dataset's --data folder is not the place for the synthetic cache.
         root = Path(data_root).expanduser() if dataset == "synthetic" and data_root else None
-        arrays = load_synthetic(root)
-        pool = ArrayImageDataset(arrays["ood_x"], arrays["ood_family"])
+        # unlabelled (-1) like every pool: how each item relates to the classes is for reports only
+        pool = ArrayImageDataset(load_synthetic(root)["ood_x"])
     elif not ood_data:
         what = {"300K_random_images": "the path of 300K_random_images.npy",
                 "image_list": "a list file of 'relative/path label' lines",
