@@ -39,6 +39,7 @@ from data.build import DATASETS, canonical_dataset, class_names
 from data.datasets import ImageDecodeError, decode_error_message
 from data.ood import default_sample_set
 from data.pretraining import TrainingBatches, build_pretraining_data
+from data.relations import colt_pool_near_class
 from data.views import IMAGE_KIND
 from methods import BCL, Batch
 from models import MODEL_NAMES, build_simclr
@@ -59,7 +60,7 @@ PAPER_DEFAULTS = {
     "cifar": dict(epochs=2000, batch_size=512, lr=0.5, model="res18", budget=10000, sup_weight=0.2),
     "imagenet": dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01),
 }
-SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2)
+SYNTHETIC_DEFAULTS = dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=1000, sup_weight=0.2)
 PRUNE_DEFAULTS = {"cifar": 0.9, "imagenet": 0.3}
 # Flags that --resume accepts with another value than the run's: none of them changes the weights, the
 # data order or the OOD selection. Every other saved setting must match (--epochs: see --extend_epochs).
@@ -323,6 +324,9 @@ class Loop:
         self.method, self.data, self.batches = method, data, batches
         self.id_set, self.ood_pool = data.id_set, data.ood_pool
         self.id_labels, self.class_names = data.id_set.labels, class_names(args.dataset)
+        # how the pool's items relate to the ID classes, where the pool knows it: for the round records only
+        self.pool_near_class = colt_pool_near_class(args.sample_set, args.dataset, args.data) \
+            if args.COLT and info.is_main else None
 
     def embed(self, dataset, projection: bool = True) -> torch.Tensor:
         """Normalised embeddings of a whole dataset under the test view (dense branch), the same on every rank."""
