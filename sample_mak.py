@@ -13,7 +13,9 @@ tailness + proximity without K-center. The math is in sampling/mak.py.
 
 Writes, in --split_save_dir: the chosen items as a split of the pool (image-list lines for image-list pools,
 an index .npy otherwise), <name>.json (settings, per-stage seconds, ECLE / distance of chosen vs all) and
-<name>.png (a grid of chosen images). ECLE and distances are cached in --loss_dist_save_dir and reused only
+<name>.png (a grid of chosen images); for a pool that knows how its items relate to the ID classes (the
+synthetic pool), the JSON's "picks" gives the chosen share near tail / medium / head classes and far
+against the pool's. ECLE and distances are cached in --loss_dist_save_dir and reused only
 when every input they depend on is the same.
 """
 from __future__ import annotations
@@ -30,10 +32,12 @@ import numpy as np
 import torch
 
 from data.build import REPO_ROOT
+from data.relations import selection_picks
 from sampling import mak
 from utils.checkpoint import atomic_write
 from utils.cli import HelpFormatter
 from utils.feature_store import FeatureStore
+from utils.picks import format_picks
 
 METHODS = ("mak", "random", "kcenter")
 
@@ -320,6 +324,10 @@ def run(args) -> Path:
                "checkpoint": pool["checkpoint"], "checkpoint_sha256": pool["checkpoint_sha256"],
                "settings": {k: v for k, v in vars(args).items()}, "chosen": len(chosen), "seconds": seconds,
                "ecle": stats(ecle_values, chosen), "distance": stats(distance, chosen)}
+    picks = selection_picks(pool, train, chosen)  # only pools that know how their items relate to the classes
+    if picks is not None:
+        summary["picks"] = picks
+        print(format_picks(picks), flush=True)
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(named(out, ".json"), lambda f: f.write(text.encode()))
     save_grid(pool, chosen, score, named(out, ".png"), f"{args.sampling_method} ({name})")
