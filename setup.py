@@ -38,8 +38,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "losses", "losses.*", "data", "data.*",
                                     "utils", "utils.*", "sampling", "sampling.*", "splits", "splits.*"]),
-    py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "infer_features", "sample_mak",
-                "ltssl_commands"],
+    py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "report_picks", "infer_features",
+                "sample_mak", "ltssl_commands"],
     install_requires=[
         "torch>=2.4,<3",
         "torchvision>=0.19",
