@@ -29,21 +29,21 @@ pretrain=(--dataset synthetic --save-dir "$SAVE_DIR" --overwrite --model res18 -
 # about 33, which in a 10-epoch run keeps mostly the first epoch's (untrained) scores
 step pretrain_simclr "$PYTHON" train_simclr.py simclr "${pretrain[@]}"
 step pretrain_colt "$PYTHON" train_simclr.py colt "${pretrain[@]}" --COLT --warmup 3 --sample_interval 3 \
-    --budget 1000 --beta 0.5
+    --budget 600 --beta 0.5
 
-# MAK, offline: features of the embedded pool and of the long-tailed set from the SimCLR run, 1000 pool
+# MAK, offline: features of the embedded pool and of the long-tailed set from the SimCLR run, 600 pool
 # images chosen once (the budget of one COLT round), then SimCLR again from scratch with them added; and a
-# uniformly random choice of 1000 (the random baseline of both samplers' picks; not re-trained here).
+# uniformly random choice of 600 (the random baseline of both samplers' picks; not re-trained here).
 infer=(--checkpoint "$SAVE_DIR/simclr/model.pt" --save-dir "$SAVE_DIR/infer" --overwrite --num_workers 2
        --seed "$SEED")
 step infer_pool "$PYTHON" infer_features.py pool_noaug "${infer[@]}" --inference_dataset synthetic_pool --inference_noAug
 step infer_train "$PYTHON" infer_features.py train_noaug "${infer[@]}" --inference_dataset synthetic --inference_noAug
 step infer_pool_aug "$PYTHON" infer_features.py pool_aug "${infer[@]}" --inference_dataset synthetic_pool \
-    --inference_repeat_time 4
+    --inference_repeat_time 3
 sampling=(--inference_root "$SAVE_DIR/infer" --no_aug_sampling_dataset_inference_exp pool_noaug
-          --sampling_num 1000 --split_save_dir "$SAVE_DIR/mak_split" --overwrite --seed "$SEED")
+          --sampling_num 600 --split_save_dir "$SAVE_DIR/mak_split" --overwrite --seed "$SEED")
 step sample_mak "$PYTHON" sample_mak.py "${sampling[@]}" --no_aug_training_dataset_inference_exp train_noaug \
-    --aug_sampling_dataset_inference_exp pool_aug --loss_repeat_time 4 --loss_txt_name mak
+    --aug_sampling_dataset_inference_exp pool_aug --loss_repeat_time 3 --loss_txt_name mak
 step sample_random "$PYTHON" sample_mak.py "${sampling[@]}" --sampling_method random --loss_txt_name random
 step pretrain_mak "$PYTHON" train_simclr.py mak "${pretrain[@]}" --additional_dataset synthetic_pool \
     --additional_split "$SAVE_DIR/mak_split/mak.npy"

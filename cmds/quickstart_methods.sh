@@ -22,7 +22,7 @@ step_times_start "$SAVE_DIR/cpu_times.tsv"
 pretrain=(--dataset synthetic --save-dir "$SAVE_DIR" --overwrite --model res18 --width 16 --epochs "$EPOCHS"
           --batch_size 256 --lr 0.5 --temperature 0.2 --lr_warmup_epochs 2 --num_workers 2 --aug_device gpu
           --save_freq 5 --print_freq 5 --seed "$SEED")
-colt=(--COLT --warmup 3 --sample_interval 3 --budget 1000)
+colt=(--COLT --warmup 3 --sample_interval 3 --budget 600 --beta 0.5)  # as in quickstart.sh
 sdclr=(--prune --prune_percent 0.9 --prune_dual_bn)
 bcl=(--bcl --rand_k 1)
 step pretrain_simclr "$PYTHON" train_simclr.py simclr "${pretrain[@]}"
