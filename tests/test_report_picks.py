@@ -120,3 +120,34 @@ def test_no_picks_section_without_metadata(tmp_path):
     _probe(probes / "a", "SimCLR", tmp_path / "none" / "model.pt", [5, 3, 1])
     assert report.main([str(probes), "--out", str(tmp_path / "r")]) == 0
     assert not (tmp_path / "r" / "picks.md").exists() and not (tmp_path / "r" / "picks.png").exists()
+
+
+# --- The samplers' direction on a tiny real run -----------------------------------------------------------
+# ResNet-18 at width 8, batch 128, 6 epochs, COLT rounds at epochs 3 and 5 with a budget of 600 (--beta 0.5,
+# as the quickstart), then MAK's selection of 600 from the COLT run's encoder (3 augmented passes).
+TINY_BUDGET = 600
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synthetic_root, tmp_path_factory):
+    import infer_features
+    import sample_mak
+    import train_simclr
+    out = tmp_path_factory.mktemp("tiny")
+    run = train_simclr.main(["tiny", "--dataset", "synthetic", "--data", str(synthetic_root), "--save-dir", str(out),
+                             "--width", "8", "--batch_size", "128", "--epochs", "6", "--lr_warmup_epochs", "1",
+                             "--num_workers", "0", "--device", "cpu", "--aug_device", "gpu", "--print_freq", "50",
+                             "--seed", "1", "--COLT", "--warmup", "2", "--sample_interval", "2",
+                             "--budget", str(TINY_BUDGET), "--beta", "0.5", "--embed_batch_size", "1024"])
+    common = ["--checkpoint", str(run / "model.pt"), "--save-dir", str(out / "infer"), "--num_workers", "0",
+              "--device", "cpu", "--seed", "1", "--data", str(synthetic_root)]
+    infer_features.main(["pool_noaug", "--inference_dataset", "synthetic_pool", "--inference_noAug", *common])
+    infer_features.main(["train_noaug", "--inference_dataset", "synthetic", "--inference_noAug", *common])
+    infer_features.main(["pool_aug", "--inference_dataset", "synthetic_pool", "--inference_repeat_time", "3", *common])
+    sampling = ["--inference_root", str(out / "infer"), "--no_aug_sampling_dataset_inference_exp", "pool_noaug",
+                "--sampling_num", str(TINY_BUDGET), "--split_save_dir", str(out / "split"), "--seed", "1",
+                "--device", "cpu"]
+    sample_mak.main([*sampling, "--no_aug_training_dataset_inference_exp", "train_noaug", "--loss_repeat_time", "3",
+                     "--aug_sampling_dataset_inference_exp", "pool_aug", "--loss_txt_name", "mak"])
+    sample_mak.main([*sampling, "--sampling_method", "random", "--loss_txt_name", "random"])
+    return run, out / "split"
