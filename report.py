@@ -5,7 +5,10 @@ full-shot and few-shot, each the mean ± std over splits.
 
 Inputs are results.json files or folders searched for them. A result's method is its "method" entry (the
 pre-training run's name unless the probe was given --method), its shot its "shot" entry. Prints the
-Markdown table and writes DIR/table.md, DIR/table.csv, DIR/per_class.png and DIR/groups.png.
+Markdown table and writes DIR/table.md, DIR/table.csv, DIR/per_class.png and DIR/groups.png; where the
+pre-training runs drew from a pool that knows how its items relate to the classes (the synthetic pool), also
+DIR/picks.md and DIR/picks.png: what each sampler picked, and the tailness ordering per COLT round
+(report_picks.py).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 
 import numpy as np  # noqa: E402
 
+from report_picks import load_selections, write_picks  # noqa: E402
 from utils.checkpoint import atomic_write  # noqa: E402
 from utils.cli import ArgumentParser, HelpFormatter  # noqa: E402
 from utils.errors import message  # noqa: E402
@@ -292,12 +296,15 @@ def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", help="results.json files or folders that hold them")
     p.add_argument("--out", required=True, help="folder for table.md, table.csv, per_class.png, groups.png")
+    p.add_argument("--selections", nargs="*", default=[],
+                   help="more selections for picks.md: sample_mak.py summaries (<name>.json), e.g. a random one")
     args = p.parse_args(argv)
     try:
         check_out(Path(args.out))
         results = collect_results(args.inputs)
         if not results:
             raise ValueError(f"no results.json under {', '.join(args.inputs)}")
+        selections = load_selections(args.selections)
         rows = build_table(results)
         markdown = format_markdown(rows)
         out = Path(args.out)
@@ -305,10 +312,11 @@ def main(argv=None) -> int:
         atomic_write(out / "table.csv", lambda f: f.write(table_csv(rows).encode()))
         plot_per_class(results, out / "per_class.png", method_order=[row["method"] for row in rows])
         plot_groups(rows, out / "groups.png")
+        picks = write_picks(results, out, selections)
     except (OSError, ValueError) as e:
         print(f"error: {message(e)}", file=sys.stderr)
         return 2
-    print(markdown + f"\n{len(results)} results; table and plots in {out}")
+    print(markdown + (f"\n{picks}" if picks else "") + f"\n{len(results)} results; table and plots in {out}")
     return 0
 
 

@@ -13,7 +13,9 @@ tailness + proximity without K-center. The math is in sampling/mak.py.
 
 Writes, in --split_save_dir: the chosen items as a split of the pool (image-list lines for image-list pools,
 an index .npy otherwise), <name>.json (settings, per-stage seconds, ECLE / distance of chosen vs all) and
-<name>.png (a grid of chosen images). ECLE and distances are cached in --loss_dist_save_dir and reused only
+<name>.png (a grid of chosen images); for a pool that knows how its items relate to the ID classes (the
+synthetic pool), the JSON's "picks" gives the chosen share near tail / medium / head classes and far
+against the pool's. ECLE and distances are cached in --loss_dist_save_dir and reused only
 when every input they depend on is the same.
 """
 from __future__ import annotations
@@ -30,14 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np
 
 from data import registry
+from data.relations import selection_picks
 from sampling import mak
 from utils.checkpoint import atomic_write
 from utils.cli import ArgumentParser, HelpFormatter
 from utils.device import pick_device
 from utils.errors import one_line_errors
 from utils.feature_store import FeatureStore, content_identity
-from utils.run_dir import check_name, check_output_folder, folder_kind, KINDS, write_marker
 from utils.names import mak_split_name
+from utils.picks import format_picks
+from utils.run_dir import check_name, check_output_folder, folder_kind, KINDS, write_marker
 
 METHODS = ("mak", "random", "kcenter")
 METHOD_TITLES = {"mak": "MAK (tailness + proximity, then K-center)", "random": "random sampling",
@@ -358,6 +362,10 @@ def run(args) -> Path:
                "checkpoint": pool["checkpoint"], "checkpoint_sha256": pool["checkpoint_sha256"],
                "settings": {k: v for k, v in vars(args).items()}, "chosen": len(chosen), "seconds": seconds,
                "ecle": stats(ecle_values, chosen), "distance": stats(distance, chosen)}
+    picks = selection_picks(pool, train, chosen)  # only pools that know how their items relate to the classes
+    if picks is not None:
+        summary["picks"] = picks
+        print(format_picks(picks), flush=True)
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(named(out, ".json"), lambda f: f.write(text.encode()))
     split_path = write_split(pool, chosen, out)

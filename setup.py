@@ -38,9 +38,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "losses", "losses.*", "data", "data.*",
                                     "utils", "utils.*", "sampling", "sampling.*", "splits", "splits.*",
-                                    "launcher", "launcher.*"]),
-    py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "infer_features", "sample_mak",
-                "exp_analyse", "ltssl_commands"],
+                                    "methods", "methods.*", "launcher", "launcher.*"]),
+    py_modules=["train_simclr", "train_linear", "train_fewshot", "report", "report_picks", "infer_features",
+                "sample_mak", "exp_analyse", "ltssl_commands"],
     install_requires=[  # torch / torchvision: the range tested (2.9.1 / 0.24.1 to 2.14.1 / 0.29.1)
         "torch>=2.9.1,<2.15",
         "torchvision>=0.24.1,<0.30",

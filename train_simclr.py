@@ -38,6 +38,7 @@ from data.datasets import ImageDecodeError, decode_error_message
 from data.inputs import pretraining_inputs
 from data import pretraining as data_args
 from data.pretraining import TrainingBatches, batched_views, build_pretraining_data, randaug_config
+from data.relations import colt_pool_near_class
 from methods import BCL, Batch
 from models import MODEL_NAMES, build_simclr
 from sampling import colt
@@ -212,6 +213,9 @@ class Loop:
         self.method, self.data, self.batches = method, data, batches
         self.id_set, self.ood_pool = data.id_set, data.ood_pool
         self.id_labels, self.class_names = data.id_set.labels, registry.class_names(args.dataset)
+        # how the pool's items relate to the ID classes, where the pool knows it: for the round records only
+        self.pool_near_class = colt_pool_near_class(args.sample_set, args.dataset, args.data) \
+            if args.COLT and info.is_main else None
 
     def embed(self, dataset, projection: bool = True) -> torch.Tensor:
         """Normalised embeddings of a whole dataset under the test view (dense branch), the same on every rank."""

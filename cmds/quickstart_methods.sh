@@ -5,6 +5,7 @@
 # The script replaces its own previous outputs under SAVE_DIR, nothing else.
 # Environment: PYTHON (default: python), SAVE_DIR (default: runs/quickstart_methods), EPOCHS (default: 10),
 # SEED (default: 1; the seed of pre-training and probing).
+# Each step's CPU time (user + sys of its processes), wall time and load average go to SAVE_DIR/cpu_times.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,19 +14,23 @@ SAVE_DIR="${SAVE_DIR:-runs/quickstart_methods}"
 EPOCHS="${EPOCHS:-10}"
 SEED="${SEED:-1}"
 start=$(date +%s)
+mkdir -p "$SAVE_DIR"
+# shellcheck source=cmds/step_times.sh
+source cmds/step_times.sh
+step_times_start "$SAVE_DIR/cpu_times.tsv"
 
 pretrain=(--dataset synthetic --save-dir "$SAVE_DIR" --overwrite --model res18 --width 16 --epochs "$EPOCHS"
           --batch_size 256 --lr 0.5 --temperature 0.2 --lr_warmup_epochs 2 --num_workers 2 --aug_device gpu
           --save_freq 5 --print_freq 5 --seed "$SEED")
-colt=(--COLT --warmup 3 --sample_interval 3 --budget 1000)
+colt=(--COLT --warmup 3 --sample_interval 3 --budget 600 --beta 0.5)  # as in quickstart.sh
 sdclr=(--prune --prune_percent 0.9 --prune_dual_bn)
 bcl=(--bcl --rand_k 1)
-"$PYTHON" train_simclr.py simclr "${pretrain[@]}"
-"$PYTHON" train_simclr.py simclr_colt "${pretrain[@]}" "${colt[@]}"
-"$PYTHON" train_simclr.py sdclr "${pretrain[@]}" "${sdclr[@]}"
-"$PYTHON" train_simclr.py sdclr_colt "${pretrain[@]}" "${sdclr[@]}" "${colt[@]}"
-"$PYTHON" train_simclr.py bcl "${pretrain[@]}" "${bcl[@]}"
-"$PYTHON" train_simclr.py bcl_colt "${pretrain[@]}" "${bcl[@]}" "${colt[@]}"
+step pretrain_simclr "$PYTHON" train_simclr.py simclr "${pretrain[@]}"
+step pretrain_simclr_colt "$PYTHON" train_simclr.py simclr_colt "${pretrain[@]}" "${colt[@]}"
+step pretrain_sdclr "$PYTHON" train_simclr.py sdclr "${pretrain[@]}" "${sdclr[@]}"
+step pretrain_sdclr_colt "$PYTHON" train_simclr.py sdclr_colt "${pretrain[@]}" "${sdclr[@]}" "${colt[@]}"
+step pretrain_bcl "$PYTHON" train_simclr.py bcl "${pretrain[@]}" "${bcl[@]}"
+step pretrain_bcl_colt "$PYTHON" train_simclr.py bcl_colt "${pretrain[@]}" "${bcl[@]}" "${colt[@]}"
 
 probe=(--save-dir "$SAVE_DIR/probes" --overwrite --cached_features --num_workers 2 --seed "$SEED")
 for run in simclr simclr_colt sdclr sdclr_colt bcl bcl_colt; do
@@ -37,10 +42,13 @@ for run in simclr simclr_colt sdclr sdclr_colt bcl bcl_colt; do
         bcl) method=BCL-I ;;
         bcl_colt) method=BCL-I+COLT ;;
     esac
-    "$PYTHON" train_linear.py "${run}_full" --checkpoint "$SAVE_DIR/$run/model.pt" --method "$method" "${probe[@]}"
-    "$PYTHON" train_fewshot.py "${run}_few" --checkpoint "$SAVE_DIR/$run/model.pt" --method "$method" "${probe[@]}"
+    step "probe_${run}_full" "$PYTHON" train_linear.py "${run}_full" --checkpoint "$SAVE_DIR/$run/model.pt" \
+        --method "$method" "${probe[@]}"
+    step "probe_${run}_few" "$PYTHON" train_fewshot.py "${run}_few" --checkpoint "$SAVE_DIR/$run/model.pt" \
+        --method "$method" "${probe[@]}"
 done
 
-"$PYTHON" report.py "$SAVE_DIR/probes" --out "$SAVE_DIR/report"
-echo "quickstart_methods finished in $(( $(date +%s) - start )) s; outputs in $SAVE_DIR:" \
-     "six pre-training runs, probes/ (results.json), report/ (table.md, table.csv, per_class.png, groups.png)"
+step report "$PYTHON" report.py "$SAVE_DIR/probes" --out "$SAVE_DIR/report"
+echo "quickstart_methods finished in $(( $(date +%s) - start )) s ($(total_cpu) CPU-seconds; per step in" \
+     "$TIMES_FILE); outputs in $SAVE_DIR: six pre-training runs, probes/ (results.json), report/ (table.md," \
+     "table.csv, per_class.png, groups.png, picks.md, picks.png)"

@@ -87,13 +87,20 @@ def default_sample_set(dataset: str) -> str:
 
 
 def read_embedded_pool(data_root, dataset: str) -> ArrayImageDataset:
-    """The synthetic dataset's own 10,000-image pool (labels = generator family, for analysis only), from
-    ``data_root`` when the ID dataset is synthetic too, else from the default synthetic root."""
+    """The synthetic dataset's own pool, unlabelled (-1) like every pool: how each item relates to the classes
+    is for reports only (data/relations.py). From ``data_root`` when the ID dataset is synthetic too, else from
+    the default synthetic root."""
     from data.synthetic import load_synthetic
     # Another dataset's --data folder is not the place for the synthetic cache.
     root = Path(data_root).expanduser() if dataset == "synthetic" and data_root else None
-    arrays = load_synthetic(root)
-    return ArrayImageDataset(arrays["ood_x"], arrays["ood_family"])
+    return ArrayImageDataset(load_synthetic(root)["ood_x"])
+
+
+def read_embedded_pool_relations(data_root, dataset: str) -> np.ndarray:
+    """The synthetic pool's items' relation to the ID classes (the class each was drawn near, -1: far)."""
+    from data.synthetic import load_synthetic
+    root = Path(data_root).expanduser() if dataset == "synthetic" and data_root else None
+    return load_synthetic(root)["ood_near_class"]
 
 
 def read_list_pool(list_file, image_root) -> ImageListDataset:
@@ -109,9 +116,10 @@ def build_ood_pool(sample_set: str | None, ood_data: str | None, dataset: str, d
                    ood_root: str | None = None, transform=None) -> Dataset:
     """The OOD pool named by ``--sample_set`` (None: the dataset's default), with ``transform`` set on it.
 
-    synthetic:          the synthetic dataset's own 10,000-image pool (labels = generator family, for
-                        analysis only), from ``data_root`` when the ID dataset is synthetic too, else from
-                        the default synthetic root ($LTSSL_DATA/synthetic or ~/.cache/ltssl/synthetic).
+    synthetic:          the synthetic dataset's own pool (unlabelled; how its items relate to the classes
+                        is read by reports only, see data/relations.py), from ``data_root`` when the ID
+                        dataset is synthetic too, else from the default synthetic root
+                        ($LTSSL_DATA/synthetic or ~/.cache/ltssl/synthetic).
     300K_random_images: ``ood_data`` is the .npy file (memory-mapped).
     image_list:         ``ood_data`` is a list of ``relative/path label`` lines, images under ``ood_root``
                         (else ``data_root``).

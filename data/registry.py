@@ -73,6 +73,9 @@ class PoolEntry:
     (a list of ``relative/path label`` lines, looked up in ``splits/<name>/``) or ``embedded`` (none).
     ``sample_set`` is its ``--sample_set`` spelling for COLT (None: not a COLT pool by that name);
     ``run_tag`` names it in the MAK release's re-training run names (``..._add<run_tag><split>``).
+    ``relations``, for a pool that knows how its items relate to the ID classes, reads that metadata
+    (``"module:function(data_root, dataset) -> near_class"``: the class each item was drawn near, -1 far);
+    reports read it, training never does.
     """
     name: str
     aliases: tuple[str, ...]
@@ -80,6 +83,7 @@ class PoolEntry:
     reader: str  # "module:function(path, image_root) -> dataset"
     sample_set: str | None = None
     run_tag: str | None = None
+    relations: str | None = None
 
     def spellings(self) -> set[str]:
         return {self.name.lower(), *(a.lower() for a in self.aliases)}
@@ -104,7 +108,7 @@ def register_pool(entry: PoolEntry) -> PoolEntry:
 
 for _pool in (
         PoolEntry("synthetic_pool", ("synthetic-pool",), "embedded", "data.ood:read_embedded_pool",
-                  sample_set="synthetic"),
+                  sample_set="synthetic", relations="data.ood:read_embedded_pool_relations"),
         PoolEntry("300K_random_images", ("300k", "ti_300k"), "array", "data.ood:RandomImagesPool",
                   sample_set="300K_random_images"),
         PoolEntry("image_list", ("imagelist",), "list", "data.ood:read_list_pool", sample_set="image_list",
@@ -369,7 +373,7 @@ for _entry in (
         DatasetEntry("synthetic", (), "cifar", "data.readers:SYNTHETIC", ".npy",
                      SplitNames(train=None, full="full", val="val", test=None, few="few"),
                      default_pool="synthetic_pool", group_rule="thirds",
-                     defaults={"simclr": dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000,
+                     defaults={"simclr": dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=1000,
                                               sup_weight=0.2, temperature=0.2),
                                "sdclr": dict(prune_percent=0.9)},
                      class_names="data.synthetic:CLASS_NAMES",

@@ -5,38 +5,43 @@ second, and ``load_synthetic(root, seed)`` caches the result as one ``.npz`` fil
 
 In-distribution (ID) data: 10 classes of two-tone textures that fill the whole 32x32 image, so that a
 crop of 10% of the image (RandomResizedCrop scale 0.1) still shows the class. The class is the GEOMETRY
-only: every image gets its own random pair of well-separated colours (either polarity), its own
-frequency / phase / small orientation jitter inside the class's range and a little pixel noise.
-Mirror images belong to the same class (diagonal stripes of both directions are one class), so
-horizontal flips never change the label.
+only. Each class is a mixture of 8 prototypes (modes): a pattern drawn once on a 48x48 canvas with its own
+frequency / phase / small orientation jitter inside the class's range, in one of 8 palettes shared by all
+classes (either polarity, jittered). An image is a 32x32 window of one prototype at a random offset, its
+colours jittered a little more, plus pixel noise. So an image's close neighbours are the other windows of
+its prototype, and a head class has more of them than a tail class: the density COLT's tailness reads
+grows with the class's count by construction. Mirror images belong to the same class (diagonal stripes of
+both directions are one class), so horizontal flips never change the label.
 
     0 hstripes  horizontal stripes, period 4-9 px
     1 vstripes  vertical stripes, period 4-9 px
     2 diagonal  stripes at +45 or -45 degrees (both are this class), period 4-9 px
     3 checker   checkerboard, squares of 3-7 px
     4 rings     concentric rings around a random centre, period 4-8 px
-    5 dots      square lattice of round dots, period 5-10 px
-    6 grid      thin axis-aligned grid lines, period 5-10 px
+    5 dots      square lattice of round dots (radius 0.3-0.4 of the period), period 5-10 px
+    6 grid      axis-aligned grid lines (a quarter to a third of the period wide), period 6-10 px
     7 waves     horizontal wavy stripes (amplitude 1.5-3.5 px, wavelength 9-16 px)
     8 blobs     maze-like blobs: thresholded band-pass noise, feature size 4-8 px, no orientation
-    9 bricks    brick wall: horizontal mortar lines and staggered vertical joints
+    9 bricks    brick wall: horizontal mortar lines and staggered vertical joints (mortar about a third of the row)
 
 Class ``r`` is also the rank by training count: class 0 is the head, class 9 the tail. Class ``r`` has
 ``floor(500 * 0.05 ** (r / 9))`` training images (500, 358, 256, 184, 132, 94, 67, 48, 34, 25; imbalance
-ratio 20, see ``train_class_counts()``). The test set is balanced: 100 per class.
+ratio 20, see ``train_class_counts()``). The test set is balanced: 100 per class, from the same prototypes.
 
-Out-of-distribution (OOD) pool: 10,000 images, 70% far-OOD and 30% near-OOD. ``ood_family`` names the
-generator of each image (``OOD_FAMILY_NAMES``); it is for analysis only, never for training.
+Out-of-distribution (OOD) pool: 6,000 images whose relation to the classes is known.
 
-    far-OOD (1750 each)
-    0 smooth    smooth random colour field (low-frequency noise in each channel)
-    1 polygons  overlapping random flat-coloured triangles on a random background
-    2 gradient  linear or radial colour gradients between two random colours
-    3 noise     colourful high-frequency noise texture (1/f^beta, beta 0-1, per channel)
-    near-OOD (1000 each): two-tone textures drawn like the ID classes, with geometry never used in ID
-    4 oblique   straight stripes at 22.5 +- 4.5 degrees off an axis (ID stripes are at 0, 45, 90 +- 8)
-    5 hexdots   dots on a hexagonal (triangular) lattice (ID dots are on a square lattice)
-    6 spiral    1-3 armed Archimedean spirals (ID rings are closed circles)
+    near-OOD, 200 per class (2,000, a third of the pool; near-head and near-tail alike): windows of the
+        class's own prototypes under a shift no ID image shows: 1.6-2.2x larger (a window 32/f pixels
+        wide resampled to 32x32) and with a fine grain texture
+    far-OOD, 1,000 per family (4,000), unrelated to any class:
+        smooth    smooth random colour field (low-frequency noise in each channel)
+        polygons  overlapping random flat-coloured triangles on a random background
+        gradient  linear or radial colour gradients between two random colours
+        noise     colourful high-frequency noise texture (1/f^beta, beta 0-1, per channel)
+
+``ood_near_class`` (the class a near item was drawn from, -1 for far items) and ``ood_far_family`` (index
+into ``FAR_FAMILY_NAMES``, -1 for near items) are metadata for reports only (data/relations.py): the pool
+dataset that training and the samplers see is unlabelled.
 
 Each split (train, test, OOD) is stored in a fixed pseudo-random order. The parts are drawn from
 independent child generators of ``np.random.SeedSequence(seed)`` (one per split and class / family), so
@@ -56,24 +61,40 @@ import numpy as np
 from utils.checkpoint import atomic_write
 from utils.errors import WriteError
 
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 IMAGE_SIZE = 32
 CLASS_NAMES = ("hstripes", "vstripes", "diagonal", "checker", "rings", "dots", "grid", "waves", "blobs", "bricks")
 HEAD_COUNT = 500
 IMBALANCE_RATIO = 20
 TEST_PER_CLASS = 100
-OOD_FAMILY_NAMES = ("smooth", "polygons", "gradient", "noise", "oblique", "hexdots", "spiral")
-OOD_FAMILY_NEAR = (False, False, False, False, True, True, True)
-OOD_FAMILY_COUNTS = (1750, 1750, 1750, 1750, 1000, 1000, 1000)
-OOD_SIZE = sum(OOD_FAMILY_COUNTS)
-KEYS = ("train_x", "train_y", "test_x", "test_y", "ood_x", "ood_family", "class_names")
+FAR_FAMILY_NAMES = ("smooth", "polygons", "gradient", "noise")
+FAR_PER_FAMILY = 1000
+NEAR_PER_CLASS = 200
+PROTOTYPES_PER_CLASS = 8
+NEAR_ZOOM = (1.6, 2.2)   # near-OOD: a class's prototype seen 1.6-2.2x larger than any ID image shows it
+NEAR_GRAIN = 0.12        # and with a fine grain texture no ID image has
+OOD_SIZE = len(FAR_FAMILY_NAMES) * FAR_PER_FAMILY + len(CLASS_NAMES) * NEAR_PER_CLASS
+KEYS = ("train_x", "train_y", "test_x", "test_y", "ood_x", "ood_near_class", "ood_far_family", "class_names")
 
 _S = IMAGE_SIZE
-# Pixel-centre coordinates, origin at the image centre, x to the right, y down; shape (1, 32, 32) so that
-# per-image parameters of shape (n, 1, 1) broadcast against them.
-_Y, _X = (a[None].astype(np.float32) - (_S - 1) / 2 for a in np.mgrid[0:_S, 0:_S])
-# Frequencies (cycles / pixel) of a real 2-D FFT of a 32x32 image.
-_FREQ = np.sqrt(np.fft.fftfreq(_S)[:, None] ** 2 + np.fft.rfftfreq(_S)[None, :] ** 2).astype(np.float32)
+
+
+class _Canvas:
+    """Pixel-centre coordinates of a size x size drawing, origin at its centre, x to the right, y down, shape
+    (1, size, size) so that per-image parameters of shape (n, 1, 1) broadcast against them; and the
+    frequencies (cycles / pixel) of its real 2-D FFT."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.Y, self.X = (a[None].astype(np.float32) - (size - 1) / 2 for a in np.mgrid[0:size, 0:size])
+        self.freq = np.sqrt(np.fft.fftfreq(size)[:, None] ** 2 + np.fft.rfftfreq(size)[None, :] ** 2).astype(np.float32)
+
+
+_IMAGE = _Canvas(_S)
+# Prototypes are drawn on a larger canvas: an image is a 32x32 window of one, at a random offset.
+PROTOTYPE_SIZE = 48
+_PROTOTYPE = _Canvas(PROTOTYPE_SIZE)
+_X, _Y, _FREQ = _IMAGE.X, _IMAGE.Y, _IMAGE.freq
 
 
 def train_class_counts() -> list[int]:
@@ -117,99 +138,94 @@ def _soft(dist: np.ndarray, half_width: np.ndarray | float) -> np.ndarray:
     return np.clip(half_width - dist + 0.5, 0.0, 1.0)
 
 
-def _rotate(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rotate(theta: np.ndarray, cv: _Canvas = _IMAGE) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates along (u) and across (v) direction ``theta`` (radians)."""
     c, s = np.cos(theta), np.sin(theta)
-    return _X * c + _Y * s, -_X * s + _Y * c
+    return cv.X * c + cv.Y * s, -cv.X * s + cv.Y * c
 
 
-def _bandpass_noise(rng: np.random.Generator, shape: tuple, gain: np.ndarray) -> np.ndarray:
-    """White noise of ``shape`` (..., 32, 32) filtered by ``gain`` (broadcasts against (..., 32, 17)),
+def _bandpass_noise(rng: np.random.Generator, shape: tuple, gain: np.ndarray, cv: _Canvas = _IMAGE) -> np.ndarray:
+    """White noise of ``shape`` (..., S, S) filtered by ``gain`` (broadcasts against (..., S, S // 2 + 1)),
     normalised to unit standard deviation per image map."""
     noise = rng.standard_normal(shape, dtype=np.float32)
-    field = np.fft.irfft2(np.fft.rfft2(noise) * gain, s=(_S, _S)).astype(np.float32)
+    field = np.fft.irfft2(np.fft.rfft2(noise) * gain, s=(cv.size, cv.size)).astype(np.float32)
     field -= field.mean(axis=(-2, -1), keepdims=True)
     return field / (field.std(axis=(-2, -1), keepdims=True) + 1e-6)
 
 
-def _stripes(rng, n, angles_deg, jitter_deg, period=(4.0, 9.0)):
+def _stripes(rng, n, cv, angles_deg, jitter_deg, period=(4.0, 9.0)):
     """Straight stripes whose normal is at one of ``angles_deg`` (chosen per image) +- jitter."""
     base = np.asarray(angles_deg, np.float32)[rng.integers(0, len(angles_deg), size=(n, 1, 1))]
     theta = np.deg2rad(base + _u(rng, n, -jitter_deg, jitter_deg))
-    u, _ = _rotate(theta)
+    u, _ = _rotate(theta, cv)
     p = _u(rng, n, *period)
     return _wave(2 * np.pi * u / p + _u(rng, n, 0, 2 * np.pi), _u(rng, n, 1.0, 6.0))
 
 
-def _dot_lattice(rng, n, hexagonal):
+def _dot_lattice(rng, n, cv):
+    """A square lattice of round dots, period 5-10 px."""
     p = _u(rng, n, 5.0, 10.0)
-    u, v = _rotate(np.deg2rad(_u(rng, n, -8, 8)))
+    u, v = _rotate(np.deg2rad(_u(rng, n, -8, 8)), cv)
     u, v = u + _u(rng, n, 0, 100), v + _u(rng, n, 0, 100)
-    radius = p * _u(rng, n, 0.2, 0.32)
-    # A square lattice of period p; a triangular lattice is two rectangular (p, p*sqrt 3) lattices offset
-    # by half a cell.
-    py = p * np.float32(math.sqrt(3)) if hexagonal else p
-    dist = np.hypot(_centred_frac(u / p) * p, _centred_frac(v / py) * py)
-    if hexagonal:
-        dist = np.minimum(dist, np.hypot(_centred_frac(u / p + 0.5) * p, _centred_frac(v / py + 0.5) * py))
-    return _soft(dist, radius)
+    radius = p * _u(rng, n, 0.3, 0.4)
+    return _soft(np.hypot(_centred_frac(u / p) * p, _centred_frac(v / p) * p), radius)
 
 
-def _hstripes(rng, n):
-    return _stripes(rng, n, [90.0], 8.0)
+def _hstripes(rng, n, cv=_IMAGE):
+    return _stripes(rng, n, cv, [90.0], 8.0)
 
 
-def _vstripes(rng, n):
-    return _stripes(rng, n, [0.0], 8.0)
+def _vstripes(rng, n, cv=_IMAGE):
+    return _stripes(rng, n, cv, [0.0], 8.0)
 
 
-def _diagonal(rng, n):
-    return _stripes(rng, n, [45.0, 135.0], 8.0)
+def _diagonal(rng, n, cv=_IMAGE):
+    return _stripes(rng, n, cv, [45.0, 135.0], 8.0)
 
 
-def _checker(rng, n):
+def _checker(rng, n, cv=_IMAGE):
     p = _u(rng, n, 6.0, 14.0)  # a full period is two squares
-    u, v = _rotate(np.deg2rad(_u(rng, n, -6, 6)))
+    u, v = _rotate(np.deg2rad(_u(rng, n, -6, 6)), cv)
     s = np.sin(2 * np.pi * u / p + _u(rng, n, 0, 2 * np.pi)) * np.sin(2 * np.pi * v / p + _u(rng, n, 0, 2 * np.pi))
     return 0.5 + 0.5 * np.clip(_u(rng, n, 3.0, 10.0) * s, -1.0, 1.0)
 
 
-def _rings(rng, n):
-    r = np.hypot(_X - _u(rng, n, -12, 12), _Y - _u(rng, n, -12, 12))
+def _rings(rng, n, cv=_IMAGE):
+    r = np.hypot(cv.X - _u(rng, n, -12, 12), cv.Y - _u(rng, n, -12, 12))
     return _wave(2 * np.pi * r / _u(rng, n, 4.0, 8.0) + _u(rng, n, 0, 2 * np.pi), _u(rng, n, 1.0, 6.0))
 
 
-def _dots(rng, n):
-    return _dot_lattice(rng, n, hexagonal=False)
+def _dots(rng, n, cv=_IMAGE):
+    return _dot_lattice(rng, n, cv)
 
 
-def _grid(rng, n):
-    p = _u(rng, n, 5.0, 10.0)
-    u, v = _rotate(np.deg2rad(_u(rng, n, -6, 6)))
-    half = _u(rng, n, 0.5, 1.0)
+def _grid(rng, n, cv=_IMAGE):
+    p = _u(rng, n, 6.0, 10.0)
+    u, v = _rotate(np.deg2rad(_u(rng, n, -6, 6)), cv)
+    half = p * _u(rng, n, 0.12, 0.18)
     dist = np.minimum(np.abs(_centred_frac(u / p + _u(rng, n, 0, 1))), np.abs(_centred_frac(v / p + _u(rng, n, 0, 1)))) * p
     return _soft(dist, half)
 
 
-def _waves(rng, n):
+def _waves(rng, n, cv=_IMAGE):
     wavelength = _u(rng, n, 9.0, 16.0)
-    y = _Y + _u(rng, n, 1.5, 3.5) * np.sin(2 * np.pi * _X / wavelength + _u(rng, n, 0, 2 * np.pi))
+    y = cv.Y + _u(rng, n, 1.5, 3.5) * np.sin(2 * np.pi * cv.X / wavelength + _u(rng, n, 0, 2 * np.pi))
     return _wave(2 * np.pi * y / _u(rng, n, 5.0, 9.0) + _u(rng, n, 0, 2 * np.pi), _u(rng, n, 1.5, 6.0))
 
 
-def _blobs(rng, n):
+def _blobs(rng, n, cv=_IMAGE):
     f0 = 1.0 / _u(rng, n, 9.0, 15.0)  # wavelength of 9-15 px: blobs of 4-8 px
-    field = _bandpass_noise(rng, (n, _S, _S), np.exp(-0.5 * ((_FREQ - f0) / 0.025) ** 2))
+    field = _bandpass_noise(rng, (n, cv.size, cv.size), np.exp(-0.5 * ((cv.freq - f0) / 0.025) ** 2), cv)
     return 0.5 + 0.5 * np.clip(_u(rng, n, 2.0, 8.0) * field, -1.0, 1.0)
 
 
-def _bricks(rng, n):
+def _bricks(rng, n, cv=_IMAGE):
     h = _u(rng, n, 5.0, 9.0)
     length = h * _u(rng, n, 1.8, 2.8)
-    y = _Y + _u(rng, n, 0, 100)
-    x = _X + _u(rng, n, 0, 100)
+    y = cv.Y + _u(rng, n, 0, 100)
+    x = cv.X + _u(rng, n, 0, 100)
     row = np.floor(y / h)
-    half = _u(rng, n, 0.5, 0.9)
+    half = h * _u(rng, n, 0.14, 0.2)
     hline = np.abs(_centred_frac(y / h)) * h
     vline = np.abs(_centred_frac(x / length + 0.5 * (row % 2))) * length
     return _soft(np.minimum(hline, vline), half)
@@ -218,25 +234,24 @@ def _bricks(rng, n):
 _CLASS_DRAW = (_hstripes, _vstripes, _diagonal, _checker, _rings, _dots, _grid, _waves, _blobs, _bricks)
 
 
-def _oblique(rng, n):
-    return _stripes(rng, n, [22.5, 67.5, 112.5, 157.5], 4.5)
-
-
-def _hexdots(rng, n):
-    return _dot_lattice(rng, n, hexagonal=True)
-
-
-def _spiral(rng, n):
-    x, y = _X - _u(rng, n, -8, 8), _Y - _u(rng, n, -8, 8)
-    arms = rng.integers(1, 4, size=(n, 1, 1)) * rng.choice(np.array([-1, 1]), size=(n, 1, 1))
-    t = np.hypot(x, y) / _u(rng, n, 4.0, 8.0) + arms.astype(np.float32) * np.arctan2(y, x) / np.float32(2 * np.pi)
-    return _wave(2 * np.pi * t + _u(rng, n, 0, 2 * np.pi), _u(rng, n, 1.5, 6.0))
-
-
 # ----------------------------------------------------------------------------------------------------
 # Colouring.
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# The palettes of the prototypes: (foreground, background) RGB pairs, each used by every class in either
+# polarity, so that a class is never told by its colours.
+ID_PALETTES = np.array([
+    [[0.90, 0.20, 0.15], [0.10, 0.10, 0.35]],   # red / navy
+    [[0.95, 0.85, 0.20], [0.20, 0.35, 0.10]],   # yellow / dark olive
+    [[0.20, 0.70, 0.95], [0.35, 0.05, 0.20]],   # sky / maroon
+    [[0.95, 0.95, 0.95], [0.25, 0.25, 0.25]],   # white / dark grey
+    [[0.30, 0.85, 0.35], [0.45, 0.10, 0.55]],   # green / purple
+    [[0.98, 0.60, 0.20], [0.05, 0.30, 0.35]],   # orange / dark teal
+    [[0.95, 0.55, 0.80], [0.10, 0.30, 0.15]],   # pink / forest
+    [[0.60, 0.90, 0.90], [0.55, 0.25, 0.05]],   # pale cyan / brown
+], np.float32)
+PALETTE_JITTER = 0.06  # each colour channel of a prototype moves by up to this much from its palette
+IMAGE_COLOUR_JITTER = 0.03  # and each image's from its prototype's
 
 
 def _colour_pairs(rng: np.random.Generator, n: int, min_contrast: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -252,6 +267,15 @@ def _colour_pairs(rng: np.random.Generator, n: int, min_contrast: float = 0.3) -
     return a, b
 
 
+def _palette_pairs(rng: np.random.Generator, n: int, palettes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n (foreground, background) pairs: a palette drawn uniformly, either polarity, each channel jittered."""
+    pairs = palettes[rng.integers(0, len(palettes), size=n)]                    # (n, 2, 3)
+    flip = rng.random(n) < 0.5
+    pairs[flip] = pairs[flip][:, ::-1]
+    pairs = np.clip(pairs + rng.uniform(-PALETTE_JITTER, PALETTE_JITTER, size=pairs.shape), 0.0, 1.0)
+    return pairs[:, 0].astype(np.float32), pairs[:, 1].astype(np.float32)
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -261,11 +285,53 @@ def _pixel_noise(rng, n):
 
 
 def _two_tone(rng: np.random.Generator, pattern_fn, n: int) -> np.ndarray:
-    """n images of a pattern drawn in a random pair of colours, plus pixel noise: (n, 32, 32, 3) uint8."""
+    """n images of a pattern in colours drawn from the palettes, plus pixel noise: (n, 32, 32, 3) uint8."""
     pattern = pattern_fn(rng, n)[..., None]
-    fg, bg = _colour_pairs(rng, n)
+    fg, bg = _palette_pairs(rng, n, ID_PALETTES)
     img = bg[:, None, None, :] + pattern * (fg - bg)[:, None, None, :]
     return _to_uint8(img + _pixel_noise(rng, n))
+
+
+class _Prototypes:
+    """The modes of one class: ``PROTOTYPES_PER_CLASS`` pattern maps on the 48x48 canvas, each with its own
+    colours (a palette, either polarity, jittered). Every image of the class is a window of one of them."""
+
+    def __init__(self, rng: np.random.Generator, pattern_fn, count: int):
+        self.patterns = pattern_fn(rng, count, _PROTOTYPE)                       # (P, 48, 48)
+        self.fg, self.bg = _palette_pairs(rng, count, ID_PALETTES)               # (P, 3) each
+
+    def images(self, rng: np.random.Generator, n: int, zoom: tuple[float, float] | None = None,
+               grain: float = 0.0) -> np.ndarray:
+        """n images (n, 32, 32, 3) uint8, the prototypes in turn from a random start (balanced): a 32x32 window
+        at a random offset (``zoom`` (lo, hi): a window 32 / f pixels wide, f uniform in [lo, hi], resampled
+        bilinearly to 32x32), the prototype's colours jittered by IMAGE_COLOUR_JITTER, ``grain`` x a fine
+        band-pass noise texture (the same in each channel), pixel noise."""
+        count, size = len(self.patterns), PROTOTYPE_SIZE
+        which = (rng.integers(0, count) + np.arange(n)) % count
+        factor = np.ones(n, np.float32) if zoom is None else rng.uniform(*zoom, size=n).astype(np.float32)
+        width = _S / factor                                                      # window side on the canvas
+        top = rng.uniform(0, size - width).astype(np.float32)
+        left = rng.uniform(0, size - width).astype(np.float32)
+        steps = (np.arange(_S, dtype=np.float32) + 0.5) / _S                     # pixel centres in [0, 1]
+        ys = np.clip(top[:, None] + steps[None] * width[:, None] - 0.5, 0, size - 1)   # (n, 32)
+        xs = np.clip(left[:, None] + steps[None] * width[:, None] - 0.5, 0, size - 1)
+        y0, x0 = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)
+        y1, x1 = np.minimum(y0 + 1, size - 1), np.minimum(x0 + 1, size - 1)
+        wy, wx = (ys - y0)[:, :, None], (xs - x0)[:, None, :]
+        maps = self.patterns[which]                                              # (n, 48, 48)
+        rows = np.arange(n)[:, None, None]
+
+        def at(yy, xx):
+            return maps[rows, yy[:, :, None], xx[:, None, :]]
+        pattern = ((1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x1))
+                   + wy * ((1 - wx) * at(y1, x0) + wx * at(y1, x1)))[..., None]
+        fg = np.clip(self.fg[which] + rng.uniform(-IMAGE_COLOUR_JITTER, IMAGE_COLOUR_JITTER, (n, 3)), 0, 1)
+        bg = np.clip(self.bg[which] + rng.uniform(-IMAGE_COLOUR_JITTER, IMAGE_COLOUR_JITTER, (n, 3)), 0, 1)
+        img = bg[:, None, None, :] + pattern * (fg - bg)[:, None, None, :]
+        if grain > 0:
+            fine = _bandpass_noise(rng, (n, _S, _S), np.exp(-0.5 * ((_FREQ - 0.4) / 0.08) ** 2))
+            img = img + grain * fine[..., None]
+        return _to_uint8(img + _pixel_noise(rng, n).astype(np.float32))
 
 
 def _ood_smooth(rng, n):
@@ -315,50 +381,58 @@ def _ood_noise(rng, n):
     return _to_uint8(np.moveaxis(centre + spread * field, 1, -1))
 
 
-_OOD_DRAW = (
-    _ood_smooth,
-    _ood_polygons,
-    _ood_gradient,
-    _ood_noise,
-    lambda rng, n: _two_tone(rng, _oblique, n),
-    lambda rng, n: _two_tone(rng, _hexdots, n),
-    lambda rng, n: _two_tone(rng, _spiral, n),
-)
+_FAR_DRAW = (_ood_smooth, _ood_polygons, _ood_gradient, _ood_noise)
 
 
 # ----------------------------------------------------------------------------------------------------
 
-def _labelled_set(ss: np.random.SeedSequence, counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _labelled_set(ss: np.random.SeedSequence, prototypes: list[_Prototypes], counts: list[int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Images of every class (one child generator per class), then shuffled by a further child."""
     children = ss.spawn(len(counts) + 1)
-    xs = [_two_tone(np.random.default_rng(children[c]), _CLASS_DRAW[c], count) for c, count in enumerate(counts)]
+    xs = [protos.images(np.random.default_rng(child), count) for protos, child, count in zip(prototypes, children, counts)]
     ys = [np.full(count, c, np.int64) for c, count in enumerate(counts)]
     order = np.random.default_rng(children[-1]).permutation(sum(counts))
     return np.concatenate(xs)[order], np.concatenate(ys)[order]
 
 
+def class_prototypes(seed: int = 0) -> list[_Prototypes]:
+    """The prototypes of every class for ``seed`` (shared by the training set, the test set and the pool)."""
+    ss = np.random.SeedSequence(int(seed)).spawn(4)[3]
+    return [_Prototypes(np.random.default_rng(child), draw, PROTOTYPES_PER_CLASS)
+            for draw, child in zip(_CLASS_DRAW, ss.spawn(len(_CLASS_DRAW)))]
+
+
 def generate_synthetic(seed: int = 0) -> dict[str, np.ndarray]:
-    """All arrays of the synthetic dataset for ``seed`` (deterministic; about a second on one core).
+    """All arrays of the synthetic dataset for ``seed`` (deterministic; a few seconds on one core).
 
     train_x (N, 32, 32, 3) uint8 HWC, train_y (N,) int64 with N = sum(train_class_counts());
     test_x (1000, 32, 32, 3) uint8, test_y (1000,) int64 (100 per class);
-    ood_x (10000, 32, 32, 3) uint8, ood_family (10000,) int64 indexing OOD_FAMILY_NAMES;
-    class_names (10,) fixed-width unicode.
+    ood_x (OOD_SIZE, 32, 32, 3) uint8; for reports only: ood_near_class (OOD_SIZE,) int64, the ID class a
+    near-OOD image was drawn from (-1: far-OOD), and ood_far_family (OOD_SIZE,) int64 indexing
+    FAR_FAMILY_NAMES (-1: near-OOD); class_names (10,) fixed-width unicode.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    train_ss, test_ss, ood_ss = np.random.SeedSequence(int(seed)).spawn(3)
-    train_x, train_y = _labelled_set(train_ss, train_class_counts())
-    test_x, test_y = _labelled_set(test_ss, [TEST_PER_CLASS] * len(CLASS_NAMES))
+    train_ss, test_ss, ood_ss, _ = np.random.SeedSequence(int(seed)).spawn(4)
+    prototypes = class_prototypes(seed)
+    train_x, train_y = _labelled_set(train_ss, prototypes, train_class_counts())
+    test_x, test_y = _labelled_set(test_ss, prototypes, [TEST_PER_CLASS] * len(CLASS_NAMES))
 
-    children = ood_ss.spawn(len(OOD_FAMILY_COUNTS) + 1)
-    ood = [draw(np.random.default_rng(children[f]), count) for f, (draw, count) in enumerate(zip(_OOD_DRAW, OOD_FAMILY_COUNTS))]
-    family = np.concatenate([np.full(count, f, np.int64) for f, count in enumerate(OOD_FAMILY_COUNTS)])
-    order = np.random.default_rng(children[-1]).permutation(OOD_SIZE)
+    far_ss, near_ss, order_ss = ood_ss.spawn(3)
+    far = [draw(np.random.default_rng(child), FAR_PER_FAMILY) for draw, child in zip(_FAR_DRAW, far_ss.spawn(len(_FAR_DRAW)))]
+    near = [protos.images(np.random.default_rng(child), NEAR_PER_CLASS, zoom=NEAR_ZOOM, grain=NEAR_GRAIN)
+            for protos, child in zip(prototypes, near_ss.spawn(len(prototypes)))]
+    far_family = np.concatenate([np.repeat(np.arange(len(far), dtype=np.int64), FAR_PER_FAMILY),
+                                 np.full(len(near) * NEAR_PER_CLASS, -1, np.int64)])
+    near_class = np.concatenate([np.full(len(far) * FAR_PER_FAMILY, -1, np.int64),
+                                 np.repeat(np.arange(len(near), dtype=np.int64), NEAR_PER_CLASS)])
+    order = np.random.default_rng(order_ss).permutation(len(near_class))
     return {
         "train_x": train_x, "train_y": train_y,
         "test_x": test_x, "test_y": test_y,
-        "ood_x": np.concatenate(ood)[order], "ood_family": family[order],
+        "ood_x": np.concatenate(far + near)[order],
+        "ood_near_class": near_class[order], "ood_far_family": far_family[order],
         "class_names": np.array(CLASS_NAMES, dtype=f"<U{max(map(len, CLASS_NAMES))}"),
     }
 
@@ -367,12 +441,13 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
     missing = [k for k in KEYS if k not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
-    for k in ("train", "test", "ood"):
-        x, y = arrays[f"{k}_x"], arrays["ood_family" if k == "ood" else f"{k}_y"]
+    for x_key, y_key in (("train_x", "train_y"), ("test_x", "test_y"), ("ood_x", "ood_near_class"),
+                         ("ood_x", "ood_far_family")):
+        x, y = arrays[x_key], arrays[y_key]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (_S, _S, 3):
-            raise ValueError(f"{k}_x: expected (N, {_S}, {_S}, 3) uint8, got {x.shape} {x.dtype}")
+            raise ValueError(f"{x_key}: expected (N, {_S}, {_S}, 3) uint8, got {x.shape} {x.dtype}")
         if y.dtype != np.int64 or y.shape != x.shape[:1]:
-            raise ValueError(f"labels of {k}: expected ({len(x)},) int64, got {y.shape} {y.dtype}")
+            raise ValueError(f"{y_key}: expected ({len(x)},) int64, got {y.shape} {y.dtype}")
 
 
 def load_synthetic(root: str | os.PathLike | None = None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -404,37 +479,45 @@ def load_synthetic(root: str | os.PathLike | None = None, seed: int = 0) -> dict
     return arrays
 
 
-def save_grid(arrays: dict[str, np.ndarray], out: str | os.PathLike, per_row: int = 8, ood_rows: int = 2) -> None:
-    """A PNG with one row of training samples per class and ``ood_rows`` rows of OOD samples."""
+def save_grid(arrays: dict[str, np.ndarray], out: str | os.PathLike, per_row: int = 8, near_per_row: int = 3,
+              far_rows: int = 1) -> None:
+    """A PNG with one row per class (``per_row`` training images, then ``near_per_row`` near-OOD images
+    drawn from that class) and ``far_rows`` rows of far-OOD images (cycling through the families)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [str(s) for s in arrays["class_names"]]
-    rows = len(names) + ood_rows
-    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 0.9 + 1.2, rows * 0.95))
+    columns = per_row + near_per_row
+    rows = len(names) + far_rows
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9 + 1.2, rows * 0.95 + 0.3))
+    near_class = arrays["ood_near_class"]
     for c, name in enumerate(names):
-        idx = np.flatnonzero(arrays["train_y"] == c)[:per_row]
-        for j in range(per_row):
-            ax = axes[c, j]
-            if j < len(idx):
-                ax.imshow(arrays["train_x"][idx[j]], interpolation="nearest")
-            if j == 0:
-                ax.set_ylabel(f"{c} {name}", rotation=0, ha="right", va="center", fontsize=8)
-    # OOD: cycle through the families so every one shows up.
-    fam = arrays["ood_family"]
-    firsts = [np.flatnonzero(fam == f) for f in range(len(OOD_FAMILY_NAMES))]
-    picks = [firsts[i % len(firsts)][i // len(firsts)] for i in range(ood_rows * per_row)]
-    for i, k in enumerate(picks):
-        ax = axes[len(names) + i // per_row, i % per_row]
+        ids = np.flatnonzero(arrays["train_y"] == c)[:per_row]
+        nears = np.flatnonzero(near_class == c)[:near_per_row]
+        for j, i in enumerate(ids):
+            axes[c, j].imshow(arrays["train_x"][i], interpolation="nearest")
+        for j, i in enumerate(nears):
+            axes[c, per_row + j].imshow(arrays["ood_x"][i], interpolation="nearest")
+        axes[c, 0].set_ylabel(f"{c} {name}", rotation=0, ha="right", va="center", fontsize=8)
+        if c == 0:
+            axes[c, 0].set_title("ID (training)", fontsize=7, loc="left", pad=3)
+            axes[c, per_row].set_title("near-OOD of the class", fontsize=7, loc="left", pad=3)
+    family = arrays["ood_far_family"]
+    firsts = [np.flatnonzero(family == f) for f in range(len(FAR_FAMILY_NAMES))]
+    for i in range(far_rows * columns):
+        f = i % len(firsts)
+        k = firsts[f][i // len(firsts)]
+        ax = axes[len(names) + i // columns, i % columns]
         ax.imshow(arrays["ood_x"][k], interpolation="nearest")
-        f = int(fam[k])
-        ax.set_title(f"{OOD_FAMILY_NAMES[f]}{' (near)' if OOD_FAMILY_NEAR[f] else ''}", fontsize=6, pad=2)
-        if i % per_row == 0:
-            ax.set_ylabel("OOD", rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_title(FAR_FAMILY_NAMES[f], fontsize=6, pad=2)
+        if i % columns == 0:
+            ax.set_ylabel("far-OOD", rotation=0, ha="right", va="center", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+        if not ax.images:
+            ax.axis("off")
     fig.tight_layout(pad=0.3)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -278,8 +278,12 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def record_round(result: RoundResult, colt: COLT, loop, epoch: int, seconds: float) -> None:
-    """ood_round{r}.npy, a grid of chosen images per cluster, the ID tailness by class, log and TensorBoard."""
+    """ood_round{r}.npy, ood_round{r}.json (what the report reads: the tailness by class and, for a pool that
+    knows how its items relate to the ID classes, the picks by relation), a grid of chosen images per
+    cluster, the ID tailness by class, log and TensorBoard."""
+    import json
     from utils.checkpoint import atomic_write
+    from utils.picks import format_picks, item_relations, picks_summary
     from utils.plots import save_image_grid, save_tailness_histogram
     r, logger, run_dir = colt.rounds_done, loop.logger, Path(loop.run_dir)
     atomic_write(run_dir / f"ood_round{r}.npy", lambda f: np.save(f, result.ood_indices, allow_pickle=False))
@@ -297,11 +301,24 @@ def record_round(result: RoundResult, colt: COLT, loop, epoch: int, seconds: flo
     logger.histogram("colt/tailness", scores[~np.isnan(scores)], epoch)
     labels = loop.id_labels
     known = labels is not None and (labels >= 0).any()
+    record = {"round": r, "epoch": epoch, "ood_scorer": colt.config.ood_scorer, "chosen": len(result.ood_indices),
+              "seconds": round(seconds, 3)}
     if known:
-        rho, _, _ = class_tailness_correlation(scores, labels)
+        rho, class_counts, class_means = class_tailness_correlation(scores, labels)
         logger.info(f"tailness before round {r}: class means vs class counts, Spearman {rho:.2f} (positive: head "
                     f"classes score higher, as COLT assumes; labels are read for this report only)")
         logger.scalars({"tailness_count_spearman": rho}, epoch, "colt/")
+        record.update(tailness_count_spearman=None if math.isnan(rho) else rho,
+                      classes=np.unique(labels[labels >= 0]).tolist(), class_counts=class_counts.astype(int).tolist(),
+                      class_mean_tailness=[None if math.isnan(m) else float(m) for m in class_means])
+    near_class = getattr(loop, "pool_near_class", None)  # report-only metadata of the pool (None: unknown)
+    if known and near_class is not None and len(near_class) == len(loop.ood_pool):
+        picks = picks_summary(item_relations(near_class, np.bincount(labels[labels >= 0])), result.ood_indices)
+        logger.info(f"COLT round {r}: {format_picks(picks)}")
+        logger.scalars({f"picks_{name.replace(' ', '_')}": cell["share"]
+                        for name, cell in picks["relations"].items()}, epoch, "colt/")
+        record["picks"] = picks
+    atomic_write(run_dir / f"ood_round{r}.json", lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
     clusters = np.unique(result.ood_cluster)
     shown = 8
     rows = [loop.eval_images(loop.ood_pool, result.ood_indices[result.ood_cluster == c][:shown]) for c in clusters]
@@ -339,7 +356,7 @@ def add_arguments(parser) -> None:
     g.add_argument("--ood_data", default=None, help="path of the OOD pool (see --sample_set); never guessed")
     g.add_argument("--ood_root", default=None, help="image root of an image_list pool (default: --data)")
     g.add_argument("--budget", type=int, default=None,
-                   help="OOD images per sampling round (default 10000; 2000 for synthetic)")
+                   help="OOD images per sampling round (default 10000; 1000 for synthetic)")
     g.add_argument("--warmup", type=int, default=100, help="epochs of plain training before the first round "
                                                            "(the first round runs at epoch warmup+1)")
     g.add_argument("--sample_interval", type=int, default=25, help="epochs between sampling rounds")

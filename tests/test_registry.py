@@ -35,9 +35,9 @@ def test_names_and_aliases():
                                   temperature=0.3, prune_percent=0.3)),
     ("places", "sdclr", dict(epochs=500, batch_size=256, lr=0.5, model="res50", budget=10000, sup_weight=0.01,
                              temperature=0.3, prune_percent=0.3)),
-    ("synthetic", "simclr", dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2,
+    ("synthetic", "simclr", dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=1000, sup_weight=0.2,
                                  temperature=0.2)),
-    ("synthetic", "sdclr", dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=2000, sup_weight=0.2,
+    ("synthetic", "sdclr", dict(epochs=100, batch_size=256, lr=0.5, model="res18", budget=1000, sup_weight=0.2,
                                 temperature=0.2, prune_percent=0.9))])
 def test_paper_defaults(dataset, method, expected):
     assert registry.paper_defaults(dataset, method) == expected

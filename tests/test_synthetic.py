@@ -24,21 +24,79 @@ def test_shapes_dtypes_and_counts(arrays):
     assert list(arrays["class_names"]) == list(syn.CLASS_NAMES)
     assert arrays["class_names"].dtype.kind == "U"
 
-    for part, n in (("train", sum(counts)), ("test", 100 * 10), ("ood", 10_000)):
+    for part, n in (("train", sum(counts)), ("test", 100 * 10), ("ood", syn.OOD_SIZE)):
         x = arrays[f"{part}_x"]
         assert x.shape == (n, 32, 32, 3) and x.dtype == np.uint8
         assert x.std() > 20  # images are not blank
-    assert arrays["train_y"].dtype == arrays["test_y"].dtype == arrays["ood_family"].dtype == np.int64
+    assert syn.OOD_SIZE == 6000
+    for key in ("train_y", "test_y", "ood_near_class", "ood_far_family"):
+        assert arrays[key].dtype == np.int64, key
     assert np.bincount(arrays["train_y"], minlength=10).tolist() == counts
     assert np.bincount(arrays["test_y"], minlength=10).tolist() == [100] * 10
 
-    family = arrays["ood_family"]
-    assert family.shape == (10_000,)
-    assert np.bincount(family, minlength=len(syn.OOD_FAMILY_NAMES)).tolist() == list(syn.OOD_FAMILY_COUNTS)
-    near = np.isin(family, np.flatnonzero(syn.OOD_FAMILY_NEAR))
-    assert 0 < near.mean() < 0.5  # most of the pool is far-OOD
-    # Shuffled: a prefix of the pool holds several families.
-    assert len(np.unique(family[:100])) == len(syn.OOD_FAMILY_NAMES)
+
+def test_pool_relations(arrays):
+    near, far = arrays["ood_near_class"], arrays["ood_far_family"]
+    assert near.shape == far.shape == (syn.OOD_SIZE,)
+    assert ((near >= 0) != (far >= 0)).all()  # every item is near one class or of one far family
+    assert np.bincount(near[near >= 0], minlength=10).tolist() == [syn.NEAR_PER_CLASS] * 10  # near-head = near-tail
+    assert np.bincount(far[far >= 0]).tolist() == [syn.FAR_PER_FAMILY] * len(syn.FAR_FAMILY_NAMES)
+    assert (near >= 0).mean() == 1 / 3
+    # Shuffled: a prefix of the pool holds every class's near items and every far family.
+    assert set(near[:300]) == set(range(-1, 10)) and set(far[:300]) == set(range(-1, len(syn.FAR_FAMILY_NAMES)))
+
+
+def test_images_are_windows_of_their_prototypes():
+    """The vectorised windows (bilinear, zoomed or not) against a per-pixel loop over one prototype set."""
+    protos = syn.class_prototypes(0)[3]
+    assert protos.patterns.shape == (syn.PROTOTYPES_PER_CLASS, syn.PROTOTYPE_SIZE, syn.PROTOTYPE_SIZE)
+    for zoom in (None, (1.6, 2.2)):
+        rng = np.random.default_rng(5)
+        images = protos.images(rng, 3, zoom=zoom)
+        rng = np.random.default_rng(5)  # replay the draws in the order images() makes them
+        start = rng.integers(0, len(protos.patterns))
+        factor = np.ones(3) if zoom is None else rng.uniform(*zoom, size=3).astype(np.float32)
+        width = (32 / factor).astype(np.float32)
+        top = rng.uniform(0, syn.PROTOTYPE_SIZE - width).astype(np.float32)
+        left = rng.uniform(0, syn.PROTOTYPE_SIZE - width).astype(np.float32)
+        fg = np.clip(protos.fg[(start + np.arange(3)) % len(protos.patterns)]
+                     + rng.uniform(-syn.IMAGE_COLOUR_JITTER, syn.IMAGE_COLOUR_JITTER, (3, 3)), 0, 1)
+        bg = np.clip(protos.bg[(start + np.arange(3)) % len(protos.patterns)]
+                     + rng.uniform(-syn.IMAGE_COLOUR_JITTER, syn.IMAGE_COLOUR_JITTER, (3, 3)), 0, 1)
+        noise = syn._pixel_noise(rng, 3)
+        for k in range(3):
+            pattern = protos.patterns[(start + k) % len(protos.patterns)]
+            expected = np.empty((32, 32, 3))
+            for i in range(32):
+                for j in range(32):
+                    y = min(max(top[k] + (i + 0.5) / 32 * width[k] - 0.5, 0), syn.PROTOTYPE_SIZE - 1)
+                    x = min(max(left[k] + (j + 0.5) / 32 * width[k] - 0.5, 0), syn.PROTOTYPE_SIZE - 1)
+                    y0, x0 = int(np.floor(y)), int(np.floor(x))
+                    y1, x1 = min(y0 + 1, syn.PROTOTYPE_SIZE - 1), min(x0 + 1, syn.PROTOTYPE_SIZE - 1)
+                    wy, wx = y - y0, x - x0
+                    value = ((1 - wy) * ((1 - wx) * pattern[y0, x0] + wx * pattern[y0, x1])
+                             + wy * ((1 - wx) * pattern[y1, x0] + wx * pattern[y1, x1]))
+                    expected[i, j] = bg[k] + value * (fg[k] - bg[k]) + noise[k, i, j]
+            want = np.round(np.clip(expected, 0, 1) * 255)
+            assert np.abs(images[k].astype(float) - want).max() <= 1, (zoom, k)
+
+
+def test_training_images_crowd_by_class_count(arrays):
+    """The premise the dataset is built for: an image's near-duplicates (windows of its prototype) are more
+    numerous in a head class, in pixel space already (mean of its 10 largest cosine similarities to other
+    images of a random batch of 256, per class)."""
+    rng = np.random.default_rng(0)
+    x = arrays["train_x"].reshape(len(arrays["train_x"]), -1).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    scores = np.zeros(len(x))
+    for _ in range(20):
+        batch = rng.choice(len(x), size=256, replace=False)
+        sim = x[batch] @ x[batch].T
+        np.fill_diagonal(sim, -np.inf)
+        scores[batch] += np.sort(sim, axis=1)[:, -10:].mean(axis=1)
+    means = [scores[arrays["train_y"] == c].mean() for c in range(10)]
+    assert means[0] > means[4] > means[9], means
 
 
 def test_deterministic(arrays):
@@ -52,10 +110,10 @@ def test_deterministic(arrays):
 
 
 def test_ood_size_does_not_change_id_images(monkeypatch, arrays):
-    monkeypatch.setattr(syn, "OOD_FAMILY_COUNTS", (5, 5, 5, 5, 3, 3, 3))
-    monkeypatch.setattr(syn, "OOD_SIZE", 29)
+    monkeypatch.setattr(syn, "FAR_PER_FAMILY", 5)
+    monkeypatch.setattr(syn, "NEAR_PER_CLASS", 3)
     small = syn.generate_synthetic(0)
-    assert small["ood_x"].shape == (29, 32, 32, 3)
+    assert small["ood_x"].shape == (50, 32, 32, 3)
     for k in ("train_x", "train_y", "test_x", "test_y"):
         assert np.array_equal(small[k], arrays[k]), k
 

@@ -1,14 +1,18 @@
 """COLT inside the training script: distributed agreement, exact resume across rounds, outputs, errors."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
 import train_simclr
 from data.datasets import ArrayImageDataset
+from data.synthetic import load_synthetic, train_class_counts
 from models import build_simclr
 from methods import Batch, SimCLR
 from sampling.colt import COLT, COLTConfig, select_by_clusters
 from tests.multiprocess import run_processes
+from utils.picks import item_relations, picks_summary
 from tests.test_train import final_weights, run_cli, synthetic_root, tiny_args  # noqa: F401 (fixture)
 
 
@@ -93,11 +97,19 @@ def test_resume_across_a_sampling_round_equals_an_uninterrupted_run(synthetic_ro
 def test_a_colt_run_writes_its_rounds(synthetic_root, tmp_path):
     run_dir = train_simclr.main(colt_args(synthetic_root, tmp_path, "--epochs", "2", "--sample_interval", "1"))
     picks = np.load(run_dir / "ood_round1.npy")
-    assert picks.dtype == np.int64 and len(picks) == 48 == len(np.unique(picks)) and picks.max() < 10000
+    assert picks.dtype == np.int64 and len(picks) == 48 == len(np.unique(picks)) and picks.max() < 6000
     for name in ("ood_round1.png", "tailness_round1.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log = (run_dir / "log.txt").read_text()
     assert "COLT round 1 (epoch 2): cluster sizes" in log and "budgets" in log
+    # the round's record: tailness ordering and, the synthetic pool knowing its relations, the picks
+    record = json.loads((run_dir / "ood_round1.json").read_text())
+    assert record["round"] == 1 and record["epoch"] == 2 and record["chosen"] == 48
+    assert record["class_counts"] == train_class_counts() and len(record["class_mean_tailness"]) == 10
+    assert -1 <= record["tailness_count_spearman"] <= 1
+    near = load_synthetic(synthetic_root)["ood_near_class"]
+    assert record["picks"] == picks_summary(item_relations(near, train_class_counts()), picks)
+    assert "COLT round 1: 48 picks by relation to the ID classes: near tail" in log
     state = torch.load(run_dir / "model.pt", weights_only=True)["colt"]
     assert np.array_equal(state["ood_indices"].numpy(), picks)
     assert (~torch.isnan(state["tracker"]["scores"])).sum() > 0
@@ -112,7 +124,7 @@ def test_impossible_budget_and_missing_pool_are_one_line_errors(synthetic_root, 
     common = ["--dataset", "synthetic", "--data", str(synthetic_root), "--save-dir", str(tmp_path / "runs"),
               "--device", "cpu", "--num_workers", "0", "--COLT"]
     result = run_cli(*common, "--budget", "20000")
-    assert result.returncode != 0 and "exceeds the OOD pool of 10000" in result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and "exceeds the OOD pool of 6000" in result.stderr.strip().splitlines()[-1]
     result = run_cli(*common, "--sample_set", "300K_random_images")
     assert result.returncode != 0 and "--ood_data is required" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
@@ -138,4 +150,4 @@ def test_two_gloo_processes_run_colt_rounds(synthetic_root, tmp_path):
     assert len(np.unique(picks)) == 48
     state = torch.load(run_dir / "model.pt", weights_only=True)["colt"]
     assert np.array_equal(state["ood_indices"].numpy(), picks) and state["rounds_done"] == 1
-    assert (run_dir / "log.txt").read_text().count("COLT round 1") == 1
+    assert (run_dir / "log.txt").read_text().count("COLT round 1 (epoch") == 1

@@ -1,0 +1,70 @@
+"""utils/picks.py: relations of pool items to the ID classes, shares of a selection against the pool's, the
+table and the picture; checked against counts made by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from utils.picks import (RELATIONS, format_picks, item_relations, mean_picks, picks_markdown, picks_summary,
+                         plot_picks, relation_shares)
+
+# 6 classes: counts 60 50 40 30 20 10 -> thirds: Many {0, 1}, Medium {2, 3}, Few {4, 5}
+COUNTS = [60, 50, 40, 30, 20, 10]
+
+
+def test_item_relations_follow_the_probe_groups():
+    near = np.array([0, 1, 2, 3, 4, 5, -1, -1])
+    assert item_relations(near, COUNTS).tolist() == [2, 2, 1, 1, 0, 0, 3, 3]
+    # the order of the classes is the counts', not the ids': class 0 rare here
+    assert item_relations(np.array([0, 5]), [10, 20, 30, 40, 50, 60]).tolist() == [0, 2]
+    # a class the counts do not cover has 0 images: the rarest
+    assert item_relations(np.array([6]), COUNTS).tolist() == [0]
+
+
+def test_shares_and_summary_against_hand_counts():
+    relations = np.array([0, 0, 1, 2, 2, 2, 3, 3, 3, 3])  # pool shares 0.2 0.1 0.3 0.4
+    np.testing.assert_allclose(relation_shares(relations), [0.2, 0.1, 0.3, 0.4])
+    chosen = np.array([0, 1, 6, 9])  # two near tail, two far
+    summary = picks_summary(relations, chosen)
+    assert summary["chosen"] == 4 and summary["pool_size"] == 10
+    tail = summary["relations"]["near tail"]
+    assert tail["count"] == 2 and tail["share"] == 0.5 and tail["pool_share"] == 0.2
+    assert tail["enrichment"] == pytest.approx(2.5)
+    assert summary["relations"]["near medium"]["count"] == 0
+    assert summary["relations"]["far"]["enrichment"] == pytest.approx(0.5 / 0.4)
+    assert sum(cell["share"] for cell in summary["relations"].values()) == pytest.approx(1)
+    line = format_picks(summary)
+    assert "near tail 50.0% (pool 20.0%, x2.50)" in line and line.startswith("4 picks")
+
+
+def test_relation_missing_from_the_pool_has_no_ratio():
+    summary = picks_summary(np.array([3, 3, 2]), np.array([0]))
+    assert summary["relations"]["near tail"]["enrichment"] is None
+    assert "near tail 0.0% (pool 0.0%)" in format_picks(summary)
+
+
+def test_mean_over_selections():
+    relations = np.array([0, 0, 1, 2, 2, 2, 3, 3, 3, 3])
+    a, b = picks_summary(relations, [0, 1]), picks_summary(relations, [0, 6])
+    mean = mean_picks([a, b])
+    assert mean["n"] == 2
+    assert mean["relations"]["near tail"]["share"] == pytest.approx(0.75)
+    assert mean["relations"]["near tail"]["share_std"] == pytest.approx(0.25)
+    assert mean["relations"]["near tail"]["enrichment"] == pytest.approx(0.75 / 0.2)
+    with pytest.raises(ValueError):
+        mean_picks([])
+
+
+def test_markdown_and_picture(tmp_path):
+    relations = np.array([0, 0, 1, 2, 2, 2, 3, 3, 3, 3])
+    rows = [("COLT round 1", picks_summary(relations, [0, 1, 6, 9])),
+            ("random", mean_picks([picks_summary(relations, [2, 3]), picks_summary(relations, [4, 5])]))]
+    text = picks_markdown(rows)
+    lines = text.splitlines()
+    assert lines[0] == "| selection | chosen | " + " | ".join(RELATIONS) + " |"
+    assert lines[2] == "| COLT round 1 | 4 | 50.0% (x2.50) | 0.0% (x0.00) | 0.0% (x0.00) | 50.0% (x1.25) |"
+    assert lines[3].startswith("| random (mean of 2) | 2 | 0.0 ± 0.0% (x0.00) | 25.0 ± 25.0% (x2.50) |")
+    assert lines[4] == "| pool (= random, in expectation) | 10 | 20.0% | 10.0% | 30.0% | 40.0% |"
+    assert picks_markdown([]) == ""
+    plot_picks(rows, tmp_path / "picks.png", title="t")
+    assert (tmp_path / "picks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
