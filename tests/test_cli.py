@@ -1,4 +1,4 @@
-"""Precision flag, --help texts, log lines beside progress bars, and the install policy (issue 11)."""
+"""The command lines: the precision flag, --help texts, log lines beside progress bars, the install policy and picture labels."""
 import io
 import json
 import subprocess
