@@ -1,4 +1,4 @@
-"""The command lines: the precision flag, --help texts, log lines beside progress bars, the install policy and picture labels."""
+"""Command lines: the precision flag, --help texts, log lines beside progress bars, install policy, picture labels."""
 import io
 import json
 import subprocess
