@@ -10,26 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python}"
 SAVE_DIR="${SAVE_DIR:-runs/quickstart}"
-EPOCHS="${EPOCHS:-10}"
-SEED="${SEED:-1}"
-start=$(date +%s)
-mkdir -p "$SAVE_DIR"
-# shellcheck source=cmds/step_times.sh
-source cmds/step_times.sh
-step_times_start "$SAVE_DIR/cpu_times.tsv"
+# shellcheck source=cmds/quickstart_settings.sh
+source cmds/quickstart_settings.sh
 
-# --aug_device gpu: the batched augmentation (here on the CPU, made in the 2 worker processes); on a loaded
-# 2-core CPU it measured 0.7-1.4x the per-image path's speed (docs/benchmarks.md)
-pretrain=(--dataset synthetic --save-dir "$SAVE_DIR" --overwrite --model res18 --width 16 --epochs "$EPOCHS"
-          --batch_size 256 --lr 0.5 --temperature 0.2 --lr_warmup_epochs 2 --num_workers 2 --aug_device gpu
-          --save_freq 5 --print_freq 5 --seed "$SEED")
-# COLT's tailness EMA: --beta 0.5 averages over about the last two epochs; the released 0.97 averages over
-# about 33, which in a 10-epoch run keeps mostly the first epoch's (untrained) scores
 step pretrain_simclr "$PYTHON" train_simclr.py simclr "${pretrain[@]}"
-step pretrain_colt "$PYTHON" train_simclr.py colt "${pretrain[@]}" --COLT --warmup 3 --sample_interval 3 \
-    --budget 600 --beta 0.5
+step pretrain_colt "$PYTHON" train_simclr.py colt "${pretrain[@]}" "${colt[@]}"
 
 # MAK, offline: features of the embedded pool and of the long-tailed set from the SimCLR run, 600 pool
 # images chosen once (the budget of one COLT round), then SimCLR again from scratch with them added; and a
@@ -48,17 +34,13 @@ step sample_random "$PYTHON" sample_mak.py "${sampling[@]}" --sampling_method ra
 step pretrain_mak "$PYTHON" train_simclr.py mak "${pretrain[@]}" --additional_dataset synthetic_pool \
     --additional_split "$SAVE_DIR/mak_split/mak.npy"
 
-probe=(--save-dir "$SAVE_DIR/probes" --overwrite --cached_features --num_workers 2 --seed "$SEED")
 for run in simclr mak colt; do
     case "$run" in
         simclr) method=SimCLR ;;
         mak) method=SimCLR+MAK ;;
         colt) method=SimCLR+COLT ;;
     esac
-    step "probe_${run}_full" "$PYTHON" train_linear.py "${run}_full" --checkpoint "$SAVE_DIR/$run/model.pt" \
-        --method "$method" "${probe[@]}"
-    step "probe_${run}_few" "$PYTHON" train_fewshot.py "${run}_few" --checkpoint "$SAVE_DIR/$run/model.pt" \
-        --method "$method" "${probe[@]}"
+    probe_run "$run" "$method"
 done
 
 step report "$PYTHON" report.py "$SAVE_DIR/probes" --out "$SAVE_DIR/report" \

@@ -9,20 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python}"
 SAVE_DIR="${SAVE_DIR:-runs/quickstart_methods}"
-EPOCHS="${EPOCHS:-10}"
-SEED="${SEED:-1}"
-start=$(date +%s)
-mkdir -p "$SAVE_DIR"
-# shellcheck source=cmds/step_times.sh
-source cmds/step_times.sh
-step_times_start "$SAVE_DIR/cpu_times.tsv"
+# shellcheck source=cmds/quickstart_settings.sh
+source cmds/quickstart_settings.sh
 
-pretrain=(--dataset synthetic --save-dir "$SAVE_DIR" --overwrite --model res18 --width 16 --epochs "$EPOCHS"
-          --batch_size 256 --lr 0.5 --temperature 0.2 --lr_warmup_epochs 2 --num_workers 2 --aug_device gpu
-          --save_freq 5 --print_freq 5 --seed "$SEED")
-colt=(--COLT --warmup 3 --sample_interval 3 --budget 600 --beta 0.5)  # as in quickstart.sh
 sdclr=(--prune --prune_percent 0.9 --prune_dual_bn)
 bcl=(--bcl --rand_k 1)
 step pretrain_simclr "$PYTHON" train_simclr.py simclr "${pretrain[@]}"
@@ -32,7 +22,6 @@ step pretrain_sdclr_colt "$PYTHON" train_simclr.py sdclr_colt "${pretrain[@]}" "
 step pretrain_bcl "$PYTHON" train_simclr.py bcl "${pretrain[@]}" "${bcl[@]}"
 step pretrain_bcl_colt "$PYTHON" train_simclr.py bcl_colt "${pretrain[@]}" "${bcl[@]}" "${colt[@]}"
 
-probe=(--save-dir "$SAVE_DIR/probes" --overwrite --cached_features --num_workers 2 --seed "$SEED")
 for run in simclr simclr_colt sdclr sdclr_colt bcl bcl_colt; do
     case "$run" in
         simclr) method=SimCLR ;;
@@ -42,10 +31,7 @@ for run in simclr simclr_colt sdclr sdclr_colt bcl bcl_colt; do
         bcl) method=BCL-I ;;
         bcl_colt) method=BCL-I+COLT ;;
     esac
-    step "probe_${run}_full" "$PYTHON" train_linear.py "${run}_full" --checkpoint "$SAVE_DIR/$run/model.pt" \
-        --method "$method" "${probe[@]}"
-    step "probe_${run}_few" "$PYTHON" train_fewshot.py "${run}_few" --checkpoint "$SAVE_DIR/$run/model.pt" \
-        --method "$method" "${probe[@]}"
+    probe_run "$run" "$method"
 done
 
 step report "$PYTHON" report.py "$SAVE_DIR/probes" --out "$SAVE_DIR/report"

@@ -73,6 +73,12 @@ def cpu_seconds(save_dir: Path) -> float:
     return sum(float(line.split("\t")[1]) for line in lines if line.strip())
 
 
+def wall_time(save_dir: Path) -> tuple[float, float]:
+    """(wall seconds of all steps, the highest 1-minute load average seen at a step's end)."""
+    lines = [line.split("\t") for line in (save_dir / "cpu_times.tsv").read_text().splitlines()[1:] if line.strip()]
+    return sum(float(line[2]) for line in lines), max(float(line[3]) for line in lines)
+
+
 def cells(rows: list[dict]) -> dict:
     return {(row["method"], shot, metric): row[shot, metric] for row in rows
             for shot in ("full", "few") for metric in ("all", "many", "medium", "few", "std")}
@@ -148,7 +154,11 @@ def block(seeds, save_dirs, threads_dirs, threads_seed) -> str:
                      f"the default moved the table's cells by up to {worst:.2f} points ({where})."]
     seconds = [cpu_seconds(d) for d in save_dirs]
     text += ["", f"CPU time of one quickstart (user + sys of all its processes, `cpu_times.tsv`): "
-                 f"{np.mean(seconds):.0f} CPU-seconds on average (min {min(seconds):.0f}, max {max(seconds):.0f})."]
+                 f"{np.mean(seconds):.0f} CPU-seconds on average (min {min(seconds):.0f}, max {max(seconds):.0f}). "
+                 "Wall time per seed (the highest 1-minute load average at a step's end in brackets; "
+                 "2 cores, so a load above 2 means another job shared them): "
+                 + ", ".join(f"seed {s} {w:.0f} s ({load:.1f})" for s, (w, load) in
+                             zip(seeds, (wall_time(d) for d in save_dirs))) + "."]
     return "\n".join(text) + "\n"
 
 

@@ -57,6 +57,7 @@ def test_block_from_five_seeds_and_the_threads_check(tmp_path):
     assert "not larger than the seed spread" in mak and "cannot be told from the seed noise" in mak
     assert "moved the table's cells by up to 0.25 points (SimCLR Full-shot all)" in text
     assert "830 CPU-seconds on average (min 810, max 850)" in text
+    assert "seed 1 500 s (1.0), seed 2 500 s (1.0)" in text  # wall time and load per seed
 
 
 def test_refuses_mixed_builds_and_uncommitted_code(tmp_path):
