@@ -111,7 +111,7 @@ def build_world(server) -> World:
     world.split = base / "lt_split.npy"
     np.save(world.split, np.arange(0, 1600, 16, dtype=np.int64))
     world.pool = base / "pool.npy"
-    np.save(world.pool, arrays["ood_x"][::160][:60])
+    np.save(world.pool, arrays["ood_x"][::100][:60])
     runs = base / "runs"
     check(world.run_case("train_simclr", world.pretrain_argv(runs, "base")), 0)
     world.run = runs / "base"
