@@ -110,7 +110,7 @@ class Profile:
 
 
 GPU = Profile("gpu", "cuda", width=64, batch=256, steps=8, epochs=5, kill_after=3, interval=2, budget=1000,
-              clusters=5, k_largest=10, pool_items=10000, mak_budget=1000, mak_repeats=3, infer_batch=1024,
+              clusters=5, k_largest=10, pool_items=6000, mak_budget=1000, mak_repeats=3, infer_batch=1024,
               chunk=8192, workers=4, id_stride=1, pytest=True, compile=True, bench=True, limit_scale=1.0)
 # The CPU smoke: every stage's code at the smallest sizes that still have a round before and after the
 # kill. One thread per process: on a shared 2-core machine two torch threads per process waited on each
@@ -892,6 +892,8 @@ def step_make_data(argv) -> int:
     if (data / "cifar-10-batches-py").exists():
         shutil.rmtree(data)
     write_cifar(data, "cifar10", arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"])
+    if int(a["--pool_items"]) > len(arrays["ood_x"]):
+        raise SystemExit(f"error: --pool_items {a['--pool_items']}: the synthetic pool has {len(arrays['ood_x'])}")
     pool = arrays["ood_x"][:int(a["--pool_items"])]
     np.save(data / "pool.npy", pool)
     split = np.arange(0, len(arrays["train_y"]), int(a["--id_stride"]), dtype=np.int64)
