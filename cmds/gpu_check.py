@@ -496,8 +496,16 @@ def stage_resume(run: StageRun) -> None:
         first = run.run(deterministic + straight, env=DETERMINISTIC_ENV, note="uninterrupted")
         run_dir = base / "resumed" / name
         marker = run_dir / f"model_{p.kill_after}.pt"
-        killed = run.run(deterministic + resumed, env=DETERMINISTIC_ENV, kill_when=marker.exists,
-                         note=f"SIGKILL once {marker.name} is written")
+        latest = run_dir / "model.pt"
+
+        def saved_through_marker() -> bool:  # the snapshot is written before model.pt: wait for both
+            try:
+                return latest.stat().st_mtime_ns >= marker.stat().st_mtime_ns
+            except FileNotFoundError:
+                return False
+
+        killed = run.run(deterministic + resumed, env=DETERMINISTIC_ENV, kill_when=saved_through_marker,
+                         note=f"SIGKILL once {marker.name} and model.pt after it are written")
         kept = [] if run.dry else sorted(int(f.stem.split("_")[1]) for f in run_dir.glob("model_*.pt"))
         again = run.run(deterministic + resumed + ["--resume"], env=DETERMINISTIC_ENV, note="resumed")
         report = base / "compare.json"
