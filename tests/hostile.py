@@ -26,6 +26,26 @@ import torch
 NOBODY = 65534
 
 
+def image_list_with_a_bad_image(folder: Path, count: int, bad: int, prefix: str = "",
+                                list_name: str = "list.txt") -> tuple[Path, Path]:
+    """``folder/images/`` with ``count`` 40x40 PNGs (``<prefix><i>.png``, labels i % 2), image ``bad`` a few
+    bytes that do not decode, and ``folder/<list_name>`` listing them all; returns (image root, list)."""
+    from PIL import Image
+    root = folder / "images"
+    root.mkdir()
+    lines = []
+    for i in range(count):
+        name = f"{prefix}{i}.png"
+        if i == bad:
+            (root / name).write_bytes(b"truncated")
+        else:
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), np.uint8)).save(root / name)
+        lines.append(f"{name} {i % 2}")
+    listing = folder / list_name
+    listing.write_text("\n".join(lines) + "\n")
+    return root, listing
+
+
 @dataclass
 class World:
     """Tiny inputs every suite reads (never written by a case: cases copy what they change)."""

@@ -4,13 +4,11 @@ wrong content, names that collide with other outputs, read-only and full file sy
 import contextlib
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from tests.hostile import (assert_refused, check, checkpoint_variants, checksums, fill_disk, nobody_env, read_only,
-                           small_disk, tree, unreadable)
+from tests.hostile import (assert_refused, check, checkpoint_variants, checksums, fill_disk,
+                           image_list_with_a_bad_image, nobody_env, read_only, small_disk, tree, unreadable)
 
 
 @pytest.fixture(scope="module")
@@ -213,18 +211,7 @@ def test_a_nan_loss_during_overwrite_keeps_the_old_probe(hostile_world):
 def test_an_undecodable_image_is_named(hostile_world):
     world = hostile_world
     folder = world.case_dir("bad_image")
-    root = folder / "images"
-    root.mkdir()
-    lines = []
-    for i in range(6):
-        name = f"{i}.png"
-        if i == 4:
-            (root / name).write_bytes(b"truncated")
-        else:
-            Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), np.uint8)).save(root / name)
-        lines.append(f"{name} {i % 2}")
-    listing = folder / "list.txt"
-    listing.write_text("\n".join(lines) + "\n")
+    root, listing = image_list_with_a_bad_image(folder, 6, bad=4)
     refused = world.run_case("train_linear", [
         "p", "--checkpoint", world.imagenet_checkpoint, "--dataset", "imagenet100", "--data", root,
         "--trainSplit", listing, "--valSplit", listing, "--testSplit", listing, "--pretrain_split", listing,

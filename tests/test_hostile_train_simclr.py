@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.hostile import (assert_refused, check, checkpoint_variants, checksums, fill_disk, nobody_env, read_only,
-                           small_disk, tree, unreadable)
+from tests.hostile import (assert_refused, check, checkpoint_variants, checksums, fill_disk,
+                           image_list_with_a_bad_image, nobody_env, read_only, small_disk, tree, unreadable)
 
 
 def pretrain(world, save_dir, name="run", *extra, **kwargs):
@@ -299,17 +299,7 @@ def test_an_undecodable_first_pool_image_is_named(hostile_world):
 def test_an_undecodable_training_image_is_named(hostile_world):
     world = hostile_world
     folder = world.case_dir("bad_training_image")
-    root = folder / "images"
-    root.mkdir()
-    lines = []
-    for i in range(8):
-        name = f"img{i}.png"
-        if i == 5:
-            (root / name).write_bytes(b"truncated")
-        else:
-            Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), np.uint8)).save(root / name)
-        lines.append(f"{name} {i % 2}")
-    (folder / "train.txt").write_text("\n".join(lines) + "\n")
+    root, _ = image_list_with_a_bad_image(folder, 8, bad=5, prefix="img", list_name="train.txt")
     refused = world.run_case("train_simclr", ["run", "--dataset", "imagenet100", "--data", root, "--trainSplit",
                                               folder / "train.txt", "--save-dir", folder / "runs", "--width", "2",
                                               "--batch_size", "4", "--epochs", "1", "--num_workers", "0",

@@ -19,6 +19,7 @@ import train_simclr
 from methods import Method
 from data.datasets import ImageDecodeError, ImageFilesDataset, decode_error_message
 from tests.conftest import REPO_ROOT
+from tests.hostile import image_list_with_a_bad_image
 from tests.test_train import run_cli, synthetic_root, tiny_args  # noqa: F401 (fixture)
 from utils import run_state
 from utils.logger import write_args
@@ -280,17 +281,7 @@ def test_an_undecodable_image_is_named_even_from_a_worker(tmp_path):
 
 
 def test_an_undecodable_image_in_training_is_one_line(tmp_path):
-    root = tmp_path / "images"
-    root.mkdir()
-    lines = []
-    for i in range(8):
-        name = f"img{i}.png"
-        if i == 5:
-            (root / name).write_bytes(b"truncated")
-        else:
-            Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), np.uint8)).save(root / name)
-        lines.append(f"{name} {i % 2}")
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    root, _ = image_list_with_a_bad_image(tmp_path, 8, bad=5, prefix="img", list_name="train.txt")
     result = run_cli("--dataset", "imagenet100", "--data", str(root), "--trainSplit", str(tmp_path / "train.txt"),
                      "--save-dir", str(tmp_path / "runs"), "--width", "4", "--batch_size", "4", "--epochs", "1",
                      "--num_workers", "1", "--device", "cpu")
