@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from utils.checkpoint import atomic_write
-from utils.picks import RELATIONS, item_relations, mean_picks, picks_markdown, picks_summary, plot_picks
+from utils.picks import (RELATIONS, item_relations, mak_terms_markdown, mean_mak_terms, mean_picks, picks_markdown,
+                         picks_summary, plot_picks)
 
 
 def run_dir_of(result: dict) -> Path | None:
@@ -63,7 +64,8 @@ def run_selections(run_dir: Path, class_counts) -> list[dict]:
             summary = _read_json(split.with_name(split.name[:-4] + ".json")) if split.name.endswith(".npy") else None
             method = ((summary or {}).get("settings") or {}).get("sampling_method", "offline")
             out.append({"selection": f"offline selection ({method})", "spearman": None, "epoch": None,
-                        "picks": picks_summary(item_relations(near_class, class_counts), chosen)})
+                        "picks": picks_summary(item_relations(near_class, class_counts), chosen),
+                        "mak_terms": (summary or {}).get("mak_terms")})
     return out
 
 
@@ -81,10 +83,11 @@ def load_selections(paths) -> list[tuple[str, dict]]:
     return rows
 
 
-def collect(results: list[dict]) -> tuple[dict, dict]:
-    """(picks, spearman): per (method, selection) the list of picks summaries over runs (seeds / splits), and
-    per (method, selection) the (epoch, Spearman) of each run's COLT rounds."""
-    picks, spearman = defaultdict(list), defaultdict(list)
+def collect(results: list[dict]) -> tuple[dict, dict, dict]:
+    """(picks, spearman, terms): per (method, selection) the list of picks summaries over runs (seeds / splits),
+    the (epoch, Spearman) of each run's COLT rounds, and the (mak_terms, picks) of each run's MAK selection
+    (sample_mak.py's summary beside the split)."""
+    picks, spearman, terms = defaultdict(list), defaultdict(list), defaultdict(list)
     seen = set()
     for result in results:
         run_dir = run_dir_of(result)
@@ -101,7 +104,23 @@ def collect(results: list[dict]) -> tuple[dict, dict]:
                 picks[key].append(item["picks"])
             if item["spearman"] is not None:
                 spearman[key].append((item["epoch"], item["spearman"]))
-    return picks, spearman
+            if item.get("mak_terms") and item["picks"] is not None:
+                terms[key].append((item["mak_terms"], item["picks"]))
+    return picks, spearman, terms
+
+
+def mak_terms_rows(terms: dict) -> list[tuple[str, dict, dict]]:
+    """The rows of ``utils.picks.mak_terms_markdown`` for collect()'s terms: one per (method, selection),
+    averaged over its runs."""
+    return [(f"{method}: {selection}", mean_mak_terms([t for t, _ in values]), mean_picks([p for _, p in values]))
+            for (method, selection), values in terms.items()]
+
+
+MAK_TERMS_TEXT = ("Each relation's mean z-scored ECLE (high: tail-like, hard to tell from the other pool items "
+                  "under augmentation) and distance to the ID set's k-means centroids (high: far), and MAK's score "
+                  "a*z(ECLE) - (1-a)*z(distance); then the share of each relation among the top-score candidates "
+                  "(--core_sample_ratio x the budget) and among the items K-center chose from them (farthest "
+                  "first from the ID set and the items already chosen).")
 
 
 def spearman_markdown(spearman: dict) -> str:
@@ -121,7 +140,7 @@ def spearman_markdown(spearman: dict) -> str:
 def write_picks(results: list[dict], out: Path, extra_rows=()) -> str:
     """picks.md (tables) and picks.png (bars) in ``out`` when any selection has relation metadata (the runs'
     and ``extra_rows`` of load_selections), and the Markdown (empty when there is nothing to show)."""
-    picks, spearman = collect(results)
+    picks, spearman, terms = collect(results)
     rows = [(f"{method}: {selection}", mean_picks(summaries)) for (method, selection), summaries in picks.items()]
     extra = defaultdict(list)  # the same kind of selection from several runs (seeds) is one row
     for label, summary in extra_rows:
@@ -139,9 +158,12 @@ def write_picks(results: list[dict], out: Path, extra_rows=()) -> str:
         text += ("\n## Tailness ordering per COLT round\n\nSpearman's rank correlation between each class's mean "
                  "tailness and its training count, before the round (positive: head classes score higher, the "
                  "direction COLT relies on).\n\n" + spearman_markdown(spearman))
+    if terms:
+        text += "\n## What drove MAK's choice\n\n" + MAK_TERMS_TEXT + "\n\n" + mak_terms_markdown(mak_terms_rows(terms))
     if text:
         atomic_write(out / "picks.md", lambda f: f.write(text.encode()))
     return text
 
 
-__all__ = ["RELATIONS", "load_selections", "run_dir_of", "run_selections", "write_picks"]
+__all__ = ["MAK_TERMS_TEXT", "RELATIONS", "collect", "load_selections", "mak_terms_rows", "run_dir_of",
+           "run_selections", "write_picks"]

@@ -15,7 +15,8 @@ Writes, in --split_save_dir: the chosen items as a split of the pool (image-list
 an index .npy otherwise), <name>.json (settings, per-stage seconds, ECLE / distance of chosen vs all) and
 <name>.png (a grid of chosen images); for a pool that knows how its items relate to the ID classes (the
 synthetic pool), the JSON's "picks" gives the chosen share near tail / medium / head classes and far
-against the pool's. ECLE and distances are cached in --loss_dist_save_dir and reused only
+against the pool's, and "mak_terms" what drove MAK's choice: each relation's mean z(ECLE), z(distance) and
+score, and the relations of the top-score candidates K-center chose from. ECLE and distances are cached in --loss_dist_save_dir and reused only
 when every input they depend on is the same.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np
 
 from data import registry
-from data.relations import selection_picks
+from data.relations import selection_picks, selection_relations
 from sampling import mak
 from utils.checkpoint import atomic_write
 from utils.cli import ArgumentParser, HelpFormatter
@@ -40,7 +41,7 @@ from utils.device import pick_device
 from utils.errors import one_line_errors
 from utils.feature_store import FeatureStore, content_identity
 from utils.names import mak_split_name
-from utils.picks import format_picks
+from utils.picks import format_picks, mak_terms
 from utils.run_dir import check_name, check_output_folder, folder_kind, KINDS, write_marker
 
 METHODS = ("mak", "random", "kcenter")
@@ -366,6 +367,12 @@ def run(args) -> Path:
     if picks is not None:
         summary["picks"] = picks
         print(format_picks(picks), flush=True)
+        if score is not None:  # what drove the choice: the score's terms per relation, the candidates K-center saw
+            relations = selection_relations(pool, train)[0]
+            candidates = mak.top_candidates(score, args.sampling_num, args.core_sample_ratio)
+            candidates = candidates if len(candidates) > args.sampling_num else None  # else no K-center step
+            summary["mak_terms"] = mak_terms(relations, mak.zscore(ecle_values) if needs_ecle else None,
+                                             mak.zscore(distance), score, candidates)
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     atomic_write(named(out, ".json"), lambda f: f.write(text.encode()))
     split_path = write_split(pool, chosen, out)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from report import build_table, collect_results, format_markdown  # noqa: E402
-from report_picks import collect, spearman_markdown  # noqa: E402
-from utils.picks import mean_picks, picks_markdown  # noqa: E402
+from report_picks import MAK_TERMS_TEXT, collect, mak_terms_rows, spearman_markdown  # noqa: E402
+from utils.picks import mak_terms_markdown, mean_picks, picks_markdown  # noqa: E402
 
 BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
 # (shot, metric, what a gain means): the columns the sentences speak of
@@ -134,11 +134,14 @@ def block(seeds, save_dirs, threads_dirs, threads_seed) -> str:
                 f"{info['torch']}, torchvision {info['torchvision']}, numpy {info['numpy']} on a {info['cpu']}.")
     text.append("")
     text += sentences(rows)
-    picks, spearman = collect(results)
+    picks, spearman, terms = collect(results)
     if picks:
         text += ["", "What the samplers picked (share of the chosen pool items near a tail / medium / head class "
                      "or far; in brackets the ratio to the pool's share; mean ± std over the seeds):", "",
                  picks_markdown([(f"{m}: {s}", mean_picks(v)) for (m, s), v in picks.items()]).rstrip("\n")]
+    if terms:
+        text += ["", "What drove MAK's choice (mean over the seeds). " + MAK_TERMS_TEXT, "",
+                 mak_terms_markdown(mak_terms_rows(terms)).rstrip("\n")]
     if spearman:
         text += ["", "Tailness ordering before each COLT round (Spearman of mean class tailness vs class count; "
                      "positive: head classes score higher, as COLT assumes):", "",

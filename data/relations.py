@@ -40,11 +40,12 @@ def inference_class_counts(meta: dict) -> np.ndarray:
     return np.bincount(dataset.labels[dataset.labels >= 0])
 
 
-def selection_picks(pool_meta: dict, train_meta: dict | None, chosen: np.ndarray) -> dict | None:
-    """``utils.picks.picks_summary`` of an offline selection (sample_mak.py) from the inference outputs' metadata,
-    or None when the pool has no relation metadata. The classes are grouped by the training set's counts
-    (without a training output, e.g. ``--sampling_method random``: the whole synthetic training set's)."""
-    from utils.picks import item_relations, picks_summary
+def selection_relations(pool_meta: dict, train_meta: dict | None) -> tuple[np.ndarray, list[int], str] | None:
+    """(each pool item's relation index, utils.picks.RELATIONS; the class counts that group the classes; where the
+    counts came from) for an offline selection's pool, from the inference outputs' metadata, or None when the
+    pool has no relation metadata. The classes are grouped by the training set's counts (without a training
+    output, e.g. ``--sampling_method random``: the whole synthetic training set's)."""
+    from utils.picks import item_relations
     near_class = named_pool_near_class(pool_meta["dataset"], pool_meta["source"])
     if near_class is None or len(near_class) != pool_meta["num_items"]:
         return None
@@ -54,7 +55,18 @@ def selection_picks(pool_meta: dict, train_meta: dict | None, chosen: np.ndarray
         from data.synthetic import load_synthetic
         counts = np.bincount(load_synthetic(Path(pool_meta["source"]))["train_y"])
         counted = "the whole synthetic training set (no training-set output given)"
-    summary = picks_summary(item_relations(near_class, counts), chosen)
-    summary["class_counts"] = [int(c) for c in counts]
+    return item_relations(near_class, counts), [int(c) for c in counts], counted
+
+
+def selection_picks(pool_meta: dict, train_meta: dict | None, chosen: np.ndarray) -> dict | None:
+    """``utils.picks.picks_summary`` of an offline selection (sample_mak.py), with the class counts used, or None
+    when the pool has no relation metadata (``selection_relations``)."""
+    from utils.picks import picks_summary
+    found = selection_relations(pool_meta, train_meta)
+    if found is None:
+        return None
+    relations, counts, counted = found
+    summary = picks_summary(relations, chosen)
+    summary["class_counts"] = counts
     summary["class_counts_from"] = counted
     return summary

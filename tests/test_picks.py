@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.picks import (RELATIONS, format_picks, item_relations, mean_picks, picks_markdown, picks_summary,
-                         plot_picks, relation_shares)
+from utils.picks import (RELATIONS, format_picks, item_relations, mak_terms, mak_terms_markdown, mean_mak_terms,
+                         mean_picks, picks_markdown, picks_summary, plot_picks, relation_means, relation_shares)
 
 # 6 classes: counts 60 50 40 30 20 10 -> thirds: Many {0, 1}, Medium {2, 3}, Few {4, 5}
 COUNTS = [60, 50, 40, 30, 20, 10]
@@ -68,3 +68,37 @@ def test_markdown_and_picture(tmp_path):
     assert picks_markdown([]) == ""
     plot_picks(rows, tmp_path / "picks.png", title="t")
     assert (tmp_path / "picks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_relation_means_against_a_loop():
+    rng = np.random.default_rng(0)
+    relations = rng.integers(0, 3, size=50)  # no far item
+    values = rng.standard_normal(50)
+    means = relation_means(relations, values)
+    for i, name in enumerate(RELATIONS[:3]):
+        mine = [v for r, v in zip(relations, values) if r == i]
+        assert means[name] == pytest.approx(sum(mine) / len(mine), abs=1e-12)
+    assert means["far"] is None
+    with pytest.raises(ValueError, match="4 values for 50"):
+        relation_means(relations, values[:4])
+
+
+def test_mak_terms_their_mean_and_table():
+    relations = np.array([0, 0, 1, 2, 3, 3])
+    z_ecle, z_dist = np.array([1.0, 3.0, 0.0, -2.0, 0.5, 1.5]), np.array([-1.0, -1.0, 0.0, 2.0, 1.0, 0.0])
+    score = 0.5 * z_ecle - 0.5 * z_dist
+    terms = mak_terms(relations, z_ecle, z_dist, score, candidates=[0, 1, 4])
+    assert terms["zscore_ecle"] == {"near tail": 2.0, "near medium": 0.0, "near head": -2.0, "far": 1.0}
+    assert terms["zscore_distance"]["far"] == 0.5 and terms["score"]["near tail"] == 1.5
+    assert terms["candidates"] == picks_summary(relations, [0, 1, 4])
+    assert mak_terms(relations, None, z_dist, score, None)["zscore_ecle"] is None
+    other = mak_terms(relations, -z_ecle, z_dist, score, candidates=[0, 2, 3])
+    mean = mean_mak_terms([terms, other])
+    assert mean["n"] == 2 and mean["zscore_ecle"]["near tail"] == 0.0 and mean["zscore_distance"]["far"] == 0.5
+    assert mean["candidates"] == mean_picks([terms["candidates"], other["candidates"]])
+    picks = picks_summary(relations, [0, 4])
+    text = mak_terms_markdown([("MAK", terms, picks)])
+    assert "| MAK | near tail | +2.00 | -1.00 | +1.50 | 66.7% (x2.00) | 50.0% (x1.50) |" in text
+    assert "| MAK (mean of 2) | far | +0.00 | +0.50 |" in mak_terms_markdown([("MAK", mean, picks)])
+    assert "| MAK | near tail | - |" in mak_terms_markdown([("MAK", mak_terms(relations, None, z_dist, score, None),
+                                                                     picks)])

@@ -13,7 +13,7 @@ from data.relations import colt_pool_near_class, named_pool_near_class, selectio
 from data.synthetic import load_synthetic
 from report_picks import run_selections
 from tests.test_train import synthetic_root  # noqa: F401 (fixture)
-from utils.picks import item_relations, picks_summary
+from utils.picks import item_relations, mak_terms, picks_summary
 
 
 def test_relation_metadata_only_for_the_synthetic_pool(synthetic_root):
@@ -67,7 +67,9 @@ def test_report_finds_each_runs_picks_and_spearman(synthetic_root, tmp_path):
     split_dir.mkdir()
     mak_chosen = np.flatnonzero(near == 8)[:50]
     np.save(split_dir / "mak.npy", mak_chosen)
-    (split_dir / "mak.json").write_text(json.dumps({"settings": {"sampling_method": "mak"}}))
+    terms = mak_terms(relations, np.where(near == 8, 2.0, -0.1), np.where(near == 8, -1.0, 0.1),
+                      np.where(near == 8, 1.5, -0.1), candidates=np.flatnonzero(near >= 8)[:80])
+    (split_dir / "mak.json").write_text(json.dumps({"settings": {"sampling_method": "mak"}, "mak_terms": terms}))
     mak_dir = tmp_path / "runs" / "mak"
     mak_dir.mkdir()
     (mak_dir / "args.json").write_text(json.dumps({"additional_dataset": "synthetic_pool", "data": str(synthetic_root),
@@ -98,6 +100,10 @@ def test_report_finds_each_runs_picks_and_spearman(synthetic_root, tmp_path):
     assert f"| SimCLR+COLT: COLT round 2 (clusters) | 200 | {tail2:.1f}%" in text
     assert "| SimCLR+MAK: offline selection (mak) | 50 | 100.0% (x" in text
     assert "CIFAR+COLT" not in text.split("## Tailness")[0]
+    assert "## What drove MAK's choice" in text
+    cand_tail = 100 * terms["candidates"]["relations"]["near tail"]["share"]
+    assert (f"| SimCLR+MAK: offline selection (mak) | near tail | +{terms['zscore_ecle']['near tail']:.2f} | "
+            f"{terms['zscore_distance']['near tail']:+.2f} | {terms['score']['near tail']:+.2f} | {cand_tail:.1f}% (x") in text
     assert "| SimCLR+COLT | round 2 | 7 | 0.45 | 1 |" in text
     pool_tail = 100 * relations.tolist().count(0) / len(relations)
     assert f"| pool (= random, in expectation) | {len(relations)} | {pool_tail:.1f}%" in text
@@ -174,3 +180,26 @@ def test_the_samplers_directions_on_a_tiny_run(tiny_run):
     for shares in colt_rounds:  # COLT draws near the ID classes: fewer far items than the pool holds
         assert shares["far"] < pool_far - MARGINS["colt_far"]
     assert mak["far"] > pool_far + MARGINS["mak_far"]  # MAK's ECLE and K-center draw far, diverse items
+
+
+def test_mak_terms_of_the_tiny_run_from_its_cache(tiny_run, synthetic_root):
+    """sample_mak.py's "mak_terms": the score's terms per relation and the top-score candidates, recomputed from
+    the ECLE and distances it cached and the pool's metadata."""
+    from sampling import mak
+    from utils.picks import relation_means
+    run, split = tiny_run
+    summary = json.loads((split / "mak.json").read_text())
+    cache = split.parent / "infer" / "pool_noaug" / "mak_cache"
+    ecle = np.load(next(cache.glob("ecle_R3_*.npz")))["values"]
+    distance = np.load(next(cache.glob("distance_K10_*.npz")))["values"]
+    relations = item_relations(load_synthetic(synthetic_root)["ood_near_class"], summary["picks"]["class_counts"])
+    terms = summary["mak_terms"]
+    z_ecle, z_dist = (ecle - ecle.mean()) / ecle.std(), (distance - distance.mean()) / distance.std()
+    for name, value in relation_means(relations, z_ecle).items():
+        assert terms["zscore_ecle"][name] == pytest.approx(value, abs=1e-9)
+    for name, value in relation_means(relations, 0.5 * z_ecle - 0.5 * z_dist).items():
+        assert terms["score"][name] == pytest.approx(value, abs=1e-9)
+    top = np.argsort(0.5 * z_ecle - 0.5 * z_dist)[-int(1.5 * TINY_BUDGET):]
+    assert terms["candidates"] == picks_summary(relations, top)
+    chosen = np.load(split / "mak.npy")
+    assert np.isin(chosen, top).all()  # K-center chose among the candidates

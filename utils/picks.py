@@ -55,6 +55,68 @@ def picks_summary(relations: np.ndarray, chosen) -> dict:
                           for i, name in enumerate(RELATIONS)}}
 
 
+def relation_means(relations: np.ndarray, values) -> dict:
+    """The mean of ``values`` (one per pool item) over each relation's items: {relation: mean, or None where
+    the pool has no such item}."""
+    relations, values = np.asarray(relations), np.asarray(values, dtype=np.float64)
+    if relations.shape != values.shape:
+        raise ValueError(f"{len(values)} values for {len(relations)} pool items")
+    sums = np.bincount(relations, weights=values, minlength=len(RELATIONS))
+    counts = np.bincount(relations, minlength=len(RELATIONS))
+    return {name: float(sums[i] / counts[i]) if counts[i] else None for i, name in enumerate(RELATIONS)}
+
+
+def mak_terms(relations: np.ndarray, zscore_ecle, zscore_distance, score, candidates) -> dict:
+    """Why MAK chose what it chose, JSON-ready: per relation the mean of each term of its score (z(ECLE): high =
+    tail-like; z(distance): high = far from the ID set's centroids; the score a*z(ECLE) - (1-a)*z(distance)),
+    and ``picks_summary`` of the top-score candidates that K-center then chose from (None: no ECLE term, or no
+    K-center step)."""
+    return {"zscore_ecle": None if zscore_ecle is None else relation_means(relations, zscore_ecle),
+            "zscore_distance": relation_means(relations, zscore_distance),
+            "score": relation_means(relations, score),
+            "candidates": None if candidates is None else picks_summary(relations, candidates)}
+
+
+def mean_mak_terms(terms: list[dict]) -> dict:
+    """Several ``mak_terms`` (e.g. over seeds) as one: each relation's means averaged, and the candidates'
+    ``mean_picks``; "n" the number averaged."""
+    out = {"n": len(terms)}
+    for key in ("zscore_ecle", "zscore_distance", "score"):
+        if any(t.get(key) is None for t in terms):
+            out[key] = None
+            continue
+        out[key] = {name: (None if any(t[key][name] is None for t in terms)
+                           else float(np.mean([t[key][name] for t in terms]))) for name in RELATIONS}
+    candidates = [t.get("candidates") for t in terms]
+    out["candidates"] = None if any(c is None for c in candidates) else mean_picks(candidates)
+    return out
+
+
+def mak_terms_markdown(rows: list[tuple[str, dict, dict]]) -> str:
+    """A Markdown table of (label, mak_terms or mean_mak_terms, picks of the final choice) rows: one line per
+    relation with the score's terms, the candidates' share and the chosen share (ratio to the pool's share)."""
+    lines = ["| selection | relation | mean z(ECLE) | mean z(distance) | mean score | top-score candidates | "
+             "chosen (after K-center) |", "|---|---|---|---|---|---|---|"]
+
+    def number(table, name):
+        value = None if table is None else table[name]
+        return "-" if value is None else f"{value:+.2f}"
+
+    def share(summary, name):
+        if summary is None:
+            return "-"
+        cell = summary["relations"][name]
+        ratio = "" if cell["enrichment"] is None else f" (x{cell['enrichment']:.2f})"
+        return f"{100 * cell['share']:.1f}%{ratio}"
+    for label, terms, picks in rows:
+        runs = f" (mean of {terms['n']})" if terms.get("n", 1) > 1 else ""
+        for name in RELATIONS:
+            lines.append(f"| {label}{runs} | {name} | {number(terms['zscore_ecle'], name)} | "
+                         f"{number(terms['zscore_distance'], name)} | {number(terms['score'], name)} | "
+                         f"{share(terms['candidates'], name)} | {share(picks, name)} |")
+    return "\n".join(lines) + "\n"
+
+
 def mean_picks(summaries: list[dict]) -> dict:
     """Several selections of one kind (e.g. one round over seeds) as one: each relation's mean share, its
     population std ("share_std") and the ratio of the mean share to the mean pool share; "n" selections."""
