@@ -138,7 +138,10 @@ TINY_BUDGET = 600
 # 0.570 / 0.295; MAK 0.788, 0.808, 0.818; random 0.667, 0.695, 0.648. The near-tail share was not consistent
 # (COLT above random's in 4 of 6 rounds, MAK below it in 2 of 3), so it is not asserted. Margins: half the smallest
 # effect seen for COLT and MAK; three binomial stds of 600 draws for random.
-MARGINS = {"random": 0.06, "colt_far": 0.04, "mak_far": 0.06}
+# What drove MAK's choice on the same runs ("mak_terms"): far items' mean z(ECLE) above the highest near group's
+# by 0.273, 0.416, 0.449 (seeds 1, 2, 3); K-center raised the far share from the top-score candidates' by 0.068,
+# 0.129, 0.082. Margins: half the smallest.
+MARGINS = {"random": 0.06, "colt_far": 0.04, "mak_far": 0.06, "mak_far_ecle": 0.13, "kcenter_far": 0.03}
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +183,16 @@ def test_the_samplers_directions_on_a_tiny_run(tiny_run):
     for shares in colt_rounds:  # COLT draws near the ID classes: fewer far items than the pool holds
         assert shares["far"] < pool_far - MARGINS["colt_far"]
     assert mak["far"] > pool_far + MARGINS["mak_far"]  # MAK's ECLE and K-center draw far, diverse items
+    terms = json.loads((split / "mak.json").read_text())["mak_terms"]
+    ecle = terms["zscore_ecle"]  # far items are the hardest under augmentation: the most "tail-like" to ECLE
+    assert ecle["far"] > max(ecle[name] for name in ("near tail", "near medium", "near head")) + MARGINS["mak_far_ecle"]
+    # farthest-first from the ID set: K-center keeps more far items than the candidates hold
+    assert mak["far"] > terms["candidates"]["relations"]["far"]["share"] + MARGINS["kcenter_far"]
 
 
 def test_mak_terms_of_the_tiny_run_from_its_cache(tiny_run, synthetic_root):
     """sample_mak.py's "mak_terms": the score's terms per relation and the top-score candidates, recomputed from
     the ECLE and distances it cached and the pool's metadata."""
-    from sampling import mak
     from utils.picks import relation_means
     run, split = tiny_run
     summary = json.loads((split / "mak.json").read_text())
