@@ -16,8 +16,8 @@ an index .npy otherwise), <name>.json (settings, per-stage seconds, ECLE / dista
 <name>.png (a grid of chosen images); for a pool that knows how its items relate to the ID classes (the
 synthetic pool), the JSON's "picks" gives the chosen share near tail / medium / head classes and far
 against the pool's, and "mak_terms" what drove MAK's choice: each relation's mean z(ECLE), z(distance) and
-score, and the relations of the top-score candidates K-center chose from. ECLE and distances are cached in --loss_dist_save_dir and reused only
-when every input they depend on is the same.
+score, and the relations of the top-score candidates K-center chose from. ECLE and distances are cached in
+--loss_dist_save_dir and reused only when every input they depend on is the same.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a checkout 
 import numpy as np
 
 from data import registry
-from data.relations import selection_picks, selection_relations
+from data.relations import relations_picks, selection_relations
 from sampling import mak
 from utils.checkpoint import atomic_write
 from utils.cli import ArgumentParser, HelpFormatter
@@ -363,12 +363,12 @@ def run(args) -> Path:
                "checkpoint": pool["checkpoint"], "checkpoint_sha256": pool["checkpoint_sha256"],
                "settings": {k: v for k, v in vars(args).items()}, "chosen": len(chosen), "seconds": seconds,
                "ecle": stats(ecle_values, chosen), "distance": stats(distance, chosen)}
-    picks = selection_picks(pool, train, chosen)  # only pools that know how their items relate to the classes
-    if picks is not None:
-        summary["picks"] = picks
-        print(format_picks(picks), flush=True)
+    found = selection_relations(pool, train)  # only pools that know how their items relate to the classes
+    if found is not None:
+        summary["picks"] = relations_picks(found, chosen)
+        print(format_picks(summary["picks"]), flush=True)
         if score is not None:  # what drove the choice: the score's terms per relation, the candidates K-center saw
-            relations = selection_relations(pool, train)[0]
+            relations = found[0]
             candidates = mak.top_candidates(score, args.sampling_num, args.core_sample_ratio)
             candidates = candidates if len(candidates) > args.sampling_num else None  # else no K-center step
             summary["mak_terms"] = mak_terms(relations, mak.zscore(ecle_values) if needs_ecle else None,

@@ -58,15 +58,16 @@ def selection_relations(pool_meta: dict, train_meta: dict | None) -> tuple[np.nd
     return item_relations(near_class, counts), [int(c) for c in counts], counted
 
 
-def selection_picks(pool_meta: dict, train_meta: dict | None, chosen: np.ndarray) -> dict | None:
-    """``utils.picks.picks_summary`` of an offline selection (sample_mak.py), with the class counts used, or None
-    when the pool has no relation metadata (``selection_relations``)."""
+def relations_picks(found: tuple[np.ndarray, list[int], str], chosen: np.ndarray) -> dict:
+    """``utils.picks.picks_summary`` of ``chosen`` over the relations ``selection_relations`` found, with the
+    class counts used and where they came from."""
     from utils.picks import picks_summary
-    found = selection_relations(pool_meta, train_meta)
-    if found is None:
-        return None
     relations, counts, counted = found
-    summary = picks_summary(relations, chosen)
-    summary["class_counts"] = counts
-    summary["class_counts_from"] = counted
-    return summary
+    return {**picks_summary(relations, chosen), "class_counts": counts, "class_counts_from": counted}
+
+
+def selection_picks(pool_meta: dict, train_meta: dict | None, chosen: np.ndarray) -> dict | None:
+    """``relations_picks`` of an offline selection (sample_mak.py), or None when the pool has no relation
+    metadata (``selection_relations``)."""
+    found = selection_relations(pool_meta, train_meta)
+    return None if found is None else relations_picks(found, chosen)

@@ -103,7 +103,8 @@ def test_report_finds_each_runs_picks_and_spearman(synthetic_root, tmp_path):
     assert "## What drove MAK's choice" in text
     cand_tail = 100 * terms["candidates"]["relations"]["near tail"]["share"]
     assert (f"| SimCLR+MAK: offline selection (mak) | near tail | +{terms['zscore_ecle']['near tail']:.2f} | "
-            f"{terms['zscore_distance']['near tail']:+.2f} | {terms['score']['near tail']:+.2f} | {cand_tail:.1f}% (x") in text
+            f"{terms['zscore_distance']['near tail']:+.2f} | {terms['score']['near tail']:+.2f} | "
+            f"{cand_tail:.1f}% (x") in text
     assert "| SimCLR+COLT | round 2 | 7 | 0.45 | 1 |" in text
     pool_tail = 100 * relations.tolist().count(0) / len(relations)
     assert f"| pool (= random, in expectation) | {len(relations)} | {pool_tail:.1f}%" in text
