@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from utils.checkpoint import atomic_write
-from utils.picks import (RELATIONS, item_relations, mak_terms_markdown, mean_mak_terms, mean_picks, picks_markdown,
-                         picks_summary, plot_picks)
+from utils.picks import (RELATIONS, item_relations, mak_terms_markdown, mean_mak_terms, mean_picks, near_markdown,
+                         picks_markdown, picks_summary, plot_picks)
 
 
 def run_dir_of(result: dict) -> Path | None:
@@ -123,6 +123,13 @@ MAK_TERMS_TEXT = ("Each relation's mean z-scored ECLE (high: tail-like, hard to 
                   "first from the ID set and the items already chosen).")
 
 
+NEAR_TEXT = ("The chosen near items alone, far ones set aside: their share of all chosen items, then the share "
+             "of them near a tail / medium / head class against that class group's share of the pool's near items "
+             "(computed from the mean shares; a uniformly random choice among the near items has x1.00). A sampler "
+             "that prefers the tail classes' neighbourhood to the head classes' shows a near-tail ratio above 1 "
+             "here, whatever its far share.")
+
+
 def spearman_markdown(spearman: dict) -> str:
     if not spearman:
         return ""
@@ -151,7 +158,8 @@ def write_picks(results: list[dict], out: Path, extra_rows=()) -> str:
         text += ("## What the samplers picked\n\nShare of the chosen pool items drawn near a tail / medium / head "
                  "class (the probes' Few / Medium / Many groups) or far from every class; in brackets the ratio "
                  "to the pool's own share (a uniformly random selection has the pool's shares in expectation, "
-                 "x1.00).\n\n" + picks_markdown(rows))
+                 "x1.00).\n\n" + picks_markdown(rows)
+                 + "\n## Which classes the near picks are near\n\n" + NEAR_TEXT + "\n\n" + near_markdown(rows))
         plot_picks(rows, out / "picks.png", title="What each sampler picked, by relation to the ID classes "
                                                   "(top: the pool's own shares)")
     if spearman:
@@ -165,5 +173,5 @@ def write_picks(results: list[dict], out: Path, extra_rows=()) -> str:
     return text
 
 
-__all__ = ["MAK_TERMS_TEXT", "RELATIONS", "collect", "load_selections", "mak_terms_rows", "run_dir_of",
+__all__ = ["MAK_TERMS_TEXT", "NEAR_TEXT", "RELATIONS", "collect", "load_selections", "mak_terms_rows", "run_dir_of",
            "run_selections", "write_picks"]

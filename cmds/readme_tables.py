@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from report import build_table, collect_results, format_markdown  # noqa: E402
-from report_picks import MAK_TERMS_TEXT, collect, mak_terms_rows, spearman_markdown  # noqa: E402
-from utils.picks import mak_terms_markdown, mean_picks, picks_markdown  # noqa: E402
+from report_picks import MAK_TERMS_TEXT, NEAR_TEXT, collect, mak_terms_rows, spearman_markdown  # noqa: E402
+from utils.logger import environment  # noqa: E402
+from utils.picks import mak_terms_markdown, mean_picks, near_markdown, picks_markdown  # noqa: E402
 
 BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
 # (shot, metric, what a gain means): the columns the sentences speak of
@@ -128,17 +129,22 @@ def block(seeds, save_dirs, threads_dirs, threads_seed) -> str:
     results = collect_results([d / "probes" for d in save_dirs])
     rows = build_table(results)
     info = provenance(save_dirs + threads_dirs)
+    rendered = environment()["commit"]
     text = [format_markdown(rows).rstrip("\n"), ""]
     text.append(f"Mean ± population std over seeds {', '.join(map(str, seeds))} (`SEED=k bash cmds/quickstart.sh`), "
                 f"written by `python cmds/readme_tables.py` from runs of commit `{info['commit']}` with torch "
-                f"{info['torch']}, torchvision {info['torchvision']}, numpy {info['numpy']} on a {info['cpu']}.")
+                f"{info['torch']}, torchvision {info['torchvision']}, numpy {info['numpy']} on a {info['cpu']}"
+                + ("." if rendered == info["commit"] else f"; the script that wrote this block ran at commit "
+                                                           f"`{rendered}` (`--reuse` of the finished runs)."))
     text.append("")
     text += sentences(rows)
     picks, spearman, terms = collect(results)
     if picks:
+        rows = [(f"{m}: {s}", mean_picks(v)) for (m, s), v in picks.items()]
         text += ["", "What the samplers picked (share of the chosen pool items near a tail / medium / head class "
                      "or far; in brackets the ratio to the pool's share; mean ± std over the seeds):", "",
-                 picks_markdown([(f"{m}: {s}", mean_picks(v)) for (m, s), v in picks.items()]).rstrip("\n")]
+                 picks_markdown(rows).rstrip("\n"), "", "Which classes the near picks are near. " + NEAR_TEXT, "",
+                 near_markdown(rows).rstrip("\n")]
     if terms:
         text += ["", "What drove MAK's choice (mean over the seeds). " + MAK_TERMS_TEXT, "",
                  mak_terms_markdown(mak_terms_rows(terms)).rstrip("\n")]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from utils.picks import (RELATIONS, format_picks, item_relations, mak_terms, mak_terms_markdown, mean_mak_terms,
-                         mean_picks, picks_markdown, picks_summary, plot_picks, relation_means, relation_shares)
+                         mean_picks, near_markdown, near_shares, picks_markdown, picks_summary, plot_picks, relation_means,
+                         relation_shares)
 
 # 6 classes: counts 60 50 40 30 20 10 -> thirds: Many {0, 1}, Medium {2, 3}, Few {4, 5}
 COUNTS = [60, 50, 40, 30, 20, 10]
@@ -102,3 +103,34 @@ def test_mak_terms_their_mean_and_table():
     assert "| MAK (mean of 2) | far | +0.00 | +0.50 |" in mak_terms_markdown([("MAK", mean, picks)])
     assert "| MAK | near tail | - |" in mak_terms_markdown([("MAK", mak_terms(relations, None, z_dist, score, None),
                                                                      picks)])
+
+
+def test_near_shares_against_counts_of_the_near_items():
+    rng = np.random.default_rng(0)
+    relations = rng.integers(0, len(RELATIONS), 200)
+    chosen = rng.choice(200, 40, replace=False)
+    shares = near_shares(picks_summary(relations, chosen))
+    near_pool, near_chosen = relations[relations != 3], relations[chosen][relations[chosen] != 3]
+    assert shares["near"]["share"] == pytest.approx(len(near_chosen) / 40)
+    assert shares["near"]["pool_share"] == pytest.approx(len(near_pool) / 200)
+    for r, name in enumerate(RELATIONS[:3]):
+        mine, pool = np.mean(near_chosen == r), np.mean(near_pool == r)
+        assert shares[name]["share"] == pytest.approx(mine)
+        assert shares[name]["pool_share"] == pytest.approx(pool)
+        assert shares[name]["enrichment"] == pytest.approx(mine / pool)
+    assert sum(shares[n]["share"] for n in RELATIONS[:3]) == pytest.approx(1)
+
+
+def test_near_shares_when_only_far_items_are_chosen_and_the_table():
+    relations = np.array([0, 0, 1, 2, 2, 2, 3, 3, 3, 3])  # near items: 2 tail, 1 medium, 3 head
+    only_far = near_shares(picks_summary(relations, [6, 7]))
+    assert only_far["near"]["share"] == 0 and only_far["near tail"]["share"] is None
+    assert only_far["near tail"]["enrichment"] is None
+    rows = [("COLT round 1", picks_summary(relations, [0, 3, 6, 9])), ("far only", picks_summary(relations, [6]))]
+    lines = near_markdown(rows).splitlines()
+    assert lines[0].startswith("| selection | near items (of all chosen) | near tail (of the near ones) |")
+    # 2 near of 4 (pool 6 of 10); of them 1 tail (pool 2 of 6) and 1 head (pool 3 of 6)
+    assert lines[2] == "| COLT round 1 | 50.0% (x0.83) | 50.0% (x1.50) | 0.0% (x0.00) | 50.0% (x1.00) |"
+    assert lines[3] == "| far only | 0.0% (x0.00) | - | - | - |"
+    assert lines[4] == "| pool (= random, in expectation) | 60.0% | 33.3% | 16.7% | 50.0% |"
+    assert near_markdown([]) == ""

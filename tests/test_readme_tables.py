@@ -49,6 +49,8 @@ def test_block_from_five_seeds_and_the_threads_check(tmp_path):
     assert "old table" not in text
     assert "| SimCLR+COLT | 50.00 ± 0.00 |" in text
     assert "commit `abc123` with torch 2.14.1, torchvision 0.29.1, numpy 2.4.6 on a Test CPU" in text
+    # the fake runs' commit is not this checkout's: the block names both
+    assert "Test CPU; the script that wrote this block ran at commit `" in text
     colt = next(line for line in text.splitlines() if line.startswith("**SimCLR+COLT"))
     assert "Full-shot Few 50.60 vs 40.00 (+10.60, better; larger than the seed spread of 0.49)" in colt
     assert "Full-shot Std 5.00 vs 8.00 (-3.00, better; larger than the seed spread of 0.00)" in colt

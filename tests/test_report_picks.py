@@ -100,6 +100,9 @@ def test_report_finds_each_runs_picks_and_spearman(synthetic_root, tmp_path):
     assert f"| SimCLR+COLT: COLT round 2 (clusters) | 200 | {tail2:.1f}%" in text
     assert "| SimCLR+MAK: offline selection (mak) | 50 | 100.0% (x" in text
     assert "CIFAR+COLT" not in text.split("## Tailness")[0]
+    near = text.split("## Which classes the near picks are near")[1].split("##")[0]
+    assert "| SimCLR+MAK: offline selection (mak) | 100.0% (x" in near  # all near, all of them near tail
+    assert near.split("| SimCLR+MAK: offline selection (mak) | ")[1].split(" | ")[1].startswith("100.0% (x")
     assert "## What drove MAK's choice" in text
     cand_tail = 100 * terms["candidates"]["relations"]["near tail"]["share"]
     assert (f"| SimCLR+MAK: offline selection (mak) | near tail | +{terms['zscore_ecle']['near tail']:.2f} | "

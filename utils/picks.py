@@ -113,6 +113,49 @@ def mak_terms_markdown(rows: list[tuple[str, dict, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def near_shares(summary: dict) -> dict:
+    """The chosen near items alone (far ones set aside), from a ``picks_summary`` or ``mean_picks``: under
+    "near" the near items' share of all chosen against the pool's, and per near relation its share of the
+    chosen near items against its share of the pool's near items (None: no near item chosen, or none in the
+    pool). Tells which classes a sampler's near picks are near, whatever its far share."""
+    cells = summary["relations"]
+    near = [name for name in RELATIONS if name != "far"]
+    chosen, pool = sum(cells[n]["share"] for n in near), sum(cells[n]["pool_share"] for n in near)
+
+    def cell(share, pool_share):
+        return {"share": share, "pool_share": pool_share,
+                "enrichment": share / pool_share if share is not None and pool_share else None}
+    out = {"near": cell(chosen, pool)}
+    for name in near:
+        out[name] = cell(cells[name]["share"] / chosen if chosen > 0 else None,
+                         cells[name]["pool_share"] / pool if pool > 0 else None)
+    return out
+
+
+def near_markdown(rows: list[tuple[str, dict]]) -> str:
+    """A Markdown table of ``near_shares`` for (label, picks_summary or mean_picks) rows, then the pool's own
+    shares from the first row: the near items' share of all chosen, and each near relation's share of the
+    chosen near items, with the ratio to the pool's in brackets."""
+    if not rows:
+        return ""
+    near = [name for name in RELATIONS if name != "far"]
+    lines = ["| selection | near items (of all chosen) | " + " | ".join(f"{n} (of the near ones)" for n in near) + " |",
+             "|" + "---|" * (len(near) + 2)]
+
+    def share(c):
+        return "-" if c["share"] is None else share_cell(c)
+    for label, summary in rows:
+        shares = near_shares(summary)
+        runs = f" (mean of {summary['n']})" if summary.get("n", 1) > 1 else ""
+        lines.append(f"| {label}{runs} | " + " | ".join(share(shares[n]) for n in ["near"] + near) + " |")
+    pool = near_shares(rows[0][1])
+
+    def pool_cell(c):
+        return "-" if c["pool_share"] is None else f"{100 * c['pool_share']:.1f}%"
+    lines.append("| pool (= random, in expectation) | " + " | ".join(pool_cell(pool[n]) for n in ["near"] + near) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def mean_picks(summaries: list[dict]) -> dict:
     """Several selections of one kind (e.g. one round over seeds) as one: each relation's mean share, its
     population std ("share_std") and the ratio of the mean share to the mean pool share; "n" selections."""
