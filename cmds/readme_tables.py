@@ -140,11 +140,11 @@ def block(seeds, save_dirs, threads_dirs, threads_seed) -> str:
     text += sentences(rows)
     picks, spearman, terms = collect(results)
     if picks:
-        rows = [(f"{m}: {s}", mean_picks(v)) for (m, s), v in picks.items()]
+        pick_rows = [(f"{m}: {s}", mean_picks(v)) for (m, s), v in picks.items()]
         text += ["", "What the samplers picked (share of the chosen pool items near a tail / medium / head class "
                      "or far; in brackets the ratio to the pool's share; mean ± std over the seeds):", "",
-                 picks_markdown(rows).rstrip("\n"), "", "Which classes the near picks are near. " + NEAR_TEXT, "",
-                 near_markdown(rows).rstrip("\n")]
+                 picks_markdown(pick_rows).rstrip("\n"), "", "Which classes the near picks are near. " + NEAR_TEXT,
+                 "", near_markdown(pick_rows).rstrip("\n")]
     if terms:
         text += ["", "What drove MAK's choice (mean over the seeds). " + MAK_TERMS_TEXT, "",
                  mak_terms_markdown(mak_terms_rows(terms)).rstrip("\n")]

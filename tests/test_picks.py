@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.picks import (RELATIONS, format_picks, item_relations, mak_terms, mak_terms_markdown, mean_mak_terms,
-                         mean_picks, near_markdown, near_shares, picks_markdown, picks_summary, plot_picks, relation_means,
-                         relation_shares)
+from utils.picks import (NEAR_RELATIONS, RELATIONS, format_picks, item_relations, mak_terms, mak_terms_markdown,
+                         mean_mak_terms, mean_picks, near_markdown, near_shares, picks_markdown, picks_summary,
+                         plot_picks, relation_means, relation_shares)
 
 # 6 classes: counts 60 50 40 30 20 10 -> thirds: Many {0, 1}, Medium {2, 3}, Few {4, 5}
 COUNTS = [60, 50, 40, 30, 20, 10]
@@ -113,12 +113,12 @@ def test_near_shares_against_counts_of_the_near_items():
     near_pool, near_chosen = relations[relations != 3], relations[chosen][relations[chosen] != 3]
     assert shares["near"]["share"] == pytest.approx(len(near_chosen) / 40)
     assert shares["near"]["pool_share"] == pytest.approx(len(near_pool) / 200)
-    for r, name in enumerate(RELATIONS[:3]):
+    for r, name in enumerate(NEAR_RELATIONS):
         mine, pool = np.mean(near_chosen == r), np.mean(near_pool == r)
         assert shares[name]["share"] == pytest.approx(mine)
         assert shares[name]["pool_share"] == pytest.approx(pool)
         assert shares[name]["enrichment"] == pytest.approx(mine / pool)
-    assert sum(shares[n]["share"] for n in RELATIONS[:3]) == pytest.approx(1)
+    assert sum(shares[n]["share"] for n in NEAR_RELATIONS) == pytest.approx(1)
 
 
 def test_near_shares_when_only_far_items_are_chosen_and_the_table():

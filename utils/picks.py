@@ -14,6 +14,7 @@ import numpy as np
 from utils.metrics import class_groups
 
 RELATIONS = ("near tail", "near medium", "near head", "far")
+NEAR_RELATIONS = RELATIONS[:-1]
 _GROUP_OF_RELATION = ("few", "medium", "many")
 
 
@@ -119,14 +120,14 @@ def near_shares(summary: dict) -> dict:
     chosen near items against its share of the pool's near items (None: no near item chosen, or none in the
     pool). Tells which classes a sampler's near picks are near, whatever its far share."""
     cells = summary["relations"]
-    near = [name for name in RELATIONS if name != "far"]
-    chosen, pool = sum(cells[n]["share"] for n in near), sum(cells[n]["pool_share"] for n in near)
+    chosen = sum(cells[n]["share"] for n in NEAR_RELATIONS)
+    pool = sum(cells[n]["pool_share"] for n in NEAR_RELATIONS)
 
     def cell(share, pool_share):
         return {"share": share, "pool_share": pool_share,
                 "enrichment": share / pool_share if share is not None and pool_share else None}
     out = {"near": cell(chosen, pool)}
-    for name in near:
+    for name in NEAR_RELATIONS:
         out[name] = cell(cells[name]["share"] / chosen if chosen > 0 else None,
                          cells[name]["pool_share"] / pool if pool > 0 else None)
     return out
@@ -138,21 +139,21 @@ def near_markdown(rows: list[tuple[str, dict]]) -> str:
     chosen near items, with the ratio to the pool's in brackets."""
     if not rows:
         return ""
-    near = [name for name in RELATIONS if name != "far"]
-    lines = ["| selection | near items (of all chosen) | " + " | ".join(f"{n} (of the near ones)" for n in near) + " |",
-             "|" + "---|" * (len(near) + 2)]
+    columns = ("near",) + NEAR_RELATIONS
+    lines = ["| selection | near items (of all chosen) | "
+             + " | ".join(f"{n} (of the near ones)" for n in NEAR_RELATIONS) + " |", "|" + "---|" * (len(columns) + 1)]
 
     def share(c):
         return "-" if c["share"] is None else share_cell(c)
     for label, summary in rows:
         shares = near_shares(summary)
         runs = f" (mean of {summary['n']})" if summary.get("n", 1) > 1 else ""
-        lines.append(f"| {label}{runs} | " + " | ".join(share(shares[n]) for n in ["near"] + near) + " |")
+        lines.append(f"| {label}{runs} | " + " | ".join(share(shares[n]) for n in columns) + " |")
     pool = near_shares(rows[0][1])
 
     def pool_cell(c):
         return "-" if c["pool_share"] is None else f"{100 * c['pool_share']:.1f}%"
-    lines.append("| pool (= random, in expectation) | " + " | ".join(pool_cell(pool[n]) for n in ["near"] + near) + " |")
+    lines.append("| pool (= random, in expectation) | " + " | ".join(pool_cell(pool[n]) for n in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
