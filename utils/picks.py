@@ -93,6 +93,11 @@ def mean_mak_terms(terms: list[dict]) -> dict:
     return out
 
 
+def row_label(label: str, summary: dict) -> str:
+    """A table row's label, with " (mean of n)" when ``summary`` averages n > 1 runs."""
+    return f"{label} (mean of {summary['n']})" if summary.get("n", 1) > 1 else label
+
+
 def mak_terms_markdown(rows: list[tuple[str, dict, dict]]) -> str:
     """A Markdown table of (label, mak_terms or mean_mak_terms, picks of the final choice) rows: one line per
     relation with the score's terms, the candidates' share and the chosen share (ratio to the pool's share)."""
@@ -106,9 +111,8 @@ def mak_terms_markdown(rows: list[tuple[str, dict, dict]]) -> str:
     def share(summary, name):
         return "-" if summary is None else share_cell(summary["relations"][name])
     for label, terms, picks in rows:
-        runs = f" (mean of {terms['n']})" if terms.get("n", 1) > 1 else ""
         for name in RELATIONS:
-            lines.append(f"| {label}{runs} | {name} | {number(terms['zscore_ecle'], name)} | "
+            lines.append(f"| {row_label(label, terms)} | {name} | {number(terms['zscore_ecle'], name)} | "
                          f"{number(terms['zscore_distance'], name)} | {number(terms['score'], name)} | "
                          f"{share(terms['candidates'], name)} | {share(picks, name)} |")
     return "\n".join(lines) + "\n"
@@ -147,8 +151,7 @@ def near_markdown(rows: list[tuple[str, dict]]) -> str:
         return "-" if c["share"] is None else share_cell(c)
     for label, summary in rows:
         shares = near_shares(summary)
-        runs = f" (mean of {summary['n']})" if summary.get("n", 1) > 1 else ""
-        lines.append(f"| {label}{runs} | " + " | ".join(share(shares[n]) for n in columns) + " |")
+        lines.append(f"| {row_label(label, summary)} | " + " | ".join(share(shares[n]) for n in columns) + " |")
     pool = near_shares(rows[0][1])
 
     def pool_cell(c):
@@ -203,8 +206,7 @@ def picks_markdown(rows: list[tuple[str, dict]]) -> str:
         several = summary.get("n", 1) > 1
         for name in RELATIONS:
             cells.append(share_cell(summary["relations"][name], with_std=several))
-        runs = f" (mean of {summary['n']})" if several else ""
-        lines.append(f"| {label}{runs} | {summary['chosen']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_label(label, summary)} | {summary['chosen']} | " + " | ".join(cells) + " |")
     pool = rows[0][1]
     lines.append(f"| pool (= random, in expectation) | {pool['pool_size']} | "
                  + " | ".join(f"{100 * pool['relations'][n]['pool_share']:.1f}%" for n in RELATIONS) + " |")
